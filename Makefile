@@ -1,0 +1,87 @@
+# agentops operator. Two entry points on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+CLUSTER ?= local
+CLUSTER_DIR := $(ROOT)/.cluster
+export PATH := $(CLUSTER_DIR)/bin:$(VENV)/bin:$(PATH)
+ifeq ($(CLUSTER),local)
+export KUBECONFIG := $(CLUSTER_DIR)/kubeconfig
+endif
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+.PHONY: setup
+setup: $(VENV)/.installed ## create .venv and install the project with dev tools
+
+.PHONY: control-plane
+control-plane: ## build the control plane from Go modules into ~/.cache/agentops (slow once)
+	hack/build-control-plane.sh
+
+.PHONY: cluster-up
+cluster-up: ## start the local kwok-based cluster (.cluster/kubeconfig)
+ifeq ($(CLUSTER),local)
+	hack/cluster-up.sh
+else
+	@echo "using the cluster KUBECONFIG points to: $${KUBECONFIG:-~/.kube/config}"
+	@kubectl version >/dev/null
+endif
+
+.PHONY: cluster-down
+cluster-down: ## delete the local cluster
+	hack/cluster-down.sh
+
+.PHONY: crds
+crds: setup ## regenerate crds/ from the pydantic models
+	$(PY) -m agentops_operator.crdgen --out crds
+
+.PHONY: install
+install: setup cluster-up ## apply CRDs, RBAC and admission policies to the cluster
+	kubectl apply --server-side -f crds/
+	kubectl wait --for=condition=Established --timeout=60s -f crds/
+	kubectl apply --server-side -f manifests/admission/
+
+.PHONY: lint
+lint: setup ## ruff
+	$(VENV)/bin/ruff check operator tests bench hack
+	$(PY) -m agentops_operator.crdgen --check --out crds
+
+.PHONY: unit
+unit: setup ## unit tests (no cluster)
+	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
+
+.PHONY: e2e
+e2e: install ## e2e tests against the cluster
+	$(VENV)/bin/pytest tests/e2e -q $(PYTEST_ARGS)
+
+.PHONY: test
+test: setup lint unit e2e ## everything CI runs
+
+.PHONY: operator-bg
+operator-bg: install
+	hack/operator-bg.sh start
+
+.PHONY: demo
+demo: install ## local cluster, CRDs, operator in the background, samples, dashboard
+	hack/operator-bg.sh start
+	kubectl apply -f manifests/samples/
+	$(PY) -m agentops_operator.cli dashboard --wait 30
+
+.PHONY: demo-down
+demo-down: ## stop the background operator
+	hack/operator-bg.sh stop
+
+.PHONY: bench
+bench: install ## benchmarks; JSON in bench/results, table on stdout
+	$(PY) bench/run.py

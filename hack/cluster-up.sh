@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Start (or reuse) the local control plane with kwokctl's binary runtime.
+# Writes .cluster/kubeconfig and links kubectl, helm, kwokctl into .cluster/bin/.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NAME="${CLUSTER_NAME:-agentops}"
+DIR="$ROOT/.cluster"
+OUT="$("$ROOT/hack/build-control-plane.sh")"
+BIN="$OUT/bin"
+mkdir -p "$DIR/bin"
+for tool in kubectl helm kwokctl kwok; do ln -sf "$BIN/$tool" "$DIR/bin/$tool"; done
+export PATH="$DIR/bin:$PATH"
+KUBECONFIG_FILE="$DIR/kubeconfig"
+
+healthy() {
+  [[ -f "$KUBECONFIG_FILE" ]] && kubectl --kubeconfig "$KUBECONFIG_FILE" --request-timeout=5s get --raw /readyz >/dev/null 2>&1
+}
+
+if kwokctl get clusters 2>/dev/null | grep -qx "$NAME"; then
+  kwokctl get kubeconfig --name "$NAME" > "$KUBECONFIG_FILE" 2>/dev/null || true
+  if healthy; then
+    echo "cluster $NAME already running"
+  else
+    # Left over from an earlier session whose processes were stopped: start it again.
+    kwokctl start cluster --name "$NAME" --timeout 120s >&2 || {
+      kwokctl delete cluster --name "$NAME" >&2 || true
+    }
+  fi
+fi
+
+if ! healthy; then
+  # kwokctl only adds its default stages when the config has none, so ship them with ours.
+  cfg="$DIR/kwokctl.yaml"
+  {
+    cat <<YAML
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  kubeApiserverBinary: $BIN/kube-apiserver
+  kubeControllerManagerBinary: $BIN/kube-controller-manager
+  kubeSchedulerBinary: $BIN/kube-scheduler
+  kwokControllerBinary: $BIN/kwok
+  etcdBinary: $BIN/etcd
+  kubectlBinary: $BIN/kubectl
+  kubeAuthorization: true
+  kubeAdmission: true
+  disableQPSLimits: true
+YAML
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+      echo "---"; cat "$OUT/kwok-stages/$f"
+    done
+    echo "---"; cat "$ROOT/hack/kwok/stages.yaml"
+  } > "$cfg"
+  kwokctl create cluster --name "$NAME" --config "$cfg" --kubeconfig "$KUBECONFIG_FILE" --wait 120s >&2
+  kwokctl get kubeconfig --name "$NAME" > "$KUBECONFIG_FILE"
+fi
+
+# Server-side apply keeps this idempotent.
+kubectl --kubeconfig "$KUBECONFIG_FILE" apply --server-side -f "$ROOT/hack/kwok/node.yaml" >/dev/null
+echo "cluster $NAME ready; export KUBECONFIG=$KUBECONFIG_FILE PATH=$DIR/bin:\$PATH"

@@ -1,0 +1,179 @@
+"""Render the pydantic models into CustomResourceDefinitions (crds/*.yaml).
+
+Run: python -m agentops_operator.crdgen [--check] [--out crds]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import GROUP, VERSION
+from .models import ALL_CRDS
+from .models.base import CRDInfo, K8sModel
+
+# JSON Schema keys that structural OpenAPI v3 schemas do not accept.
+_DROP = {"title", "$defs", "discriminator", "examples", "const"}
+
+
+def _deref(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = copy.deepcopy(defs[node["$ref"].split("/")[-1]])
+            extra = {k: v for k, v in node.items() if k != "$ref"}
+            target.update(extra)
+            return _deref(target, defs)
+        return {k: _deref(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_deref(v, defs) for v in node]
+    return node
+
+
+def _structural(node: Any) -> Any:
+    """Turn pydantic's JSON Schema into a Kubernetes structural schema."""
+    if isinstance(node, list):
+        return [_structural(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "anyOf" in node:
+        # Optional[X] is rendered as anyOf [X, null]: the field is simply optional.
+        options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"unsupported union in schema: {options}")
+        merged = dict(options[0])
+        merged.update(node)
+        node = merged
+    if "const" in node:
+        node["enum"] = [node["const"]]
+    if node.get("default", 0) is None:
+        node.pop("default")
+    for key in _DROP:
+        node.pop(key, None)
+    if "enum" in node and "type" not in node:
+        node["type"] = "string"
+    if node.get("type") == "object" or "properties" in node:
+        node["type"] = "object"
+        props = node.get("properties")
+        if props is not None:
+            node["properties"] = {k: _structural(v) for k, v in props.items()}
+        ap = node.get("additionalProperties")
+        if ap is True or ap == {}:
+            node.pop("additionalProperties")
+            node["x-kubernetes-preserve-unknown-fields"] = True
+        elif isinstance(ap, dict):
+            node["additionalProperties"] = _structural(ap)
+        elif ap is False:
+            node.pop("additionalProperties")
+        if "required" in node and not node["required"]:
+            node.pop("required")
+    if node.get("type") == "array" and "items" in node:
+        node["items"] = _structural(node["items"])
+    if not node.get("type") and not node.get("x-kubernetes-preserve-unknown-fields"):
+        node["x-kubernetes-preserve-unknown-fields"] = True
+    if node.get("format") == "date-time":
+        node["type"] = "string"
+    return node
+
+
+def model_schema(model: type[K8sModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    return _structural(_deref(raw, defs))
+
+
+def render(info: CRDInfo) -> dict[str, Any]:
+    spec_schema = model_schema(info.spec)
+    status_schema = model_schema(info.status)
+    status_schema["description"] = f"What the operator observed and did for this {info.kind}."
+    spec_schema["description"] = f"Desired state of the {info.kind}; owned by users and GitOps."
+    root: dict[str, Any] = {
+        "type": "object",
+        "description": info.description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema,
+            "status": status_schema,
+        },
+    }
+    if info.root_validations:
+        root["x-kubernetes-validations"] = [dict(v) for v in info.root_validations]
+    subresources: dict[str, Any] = {"status": {}}
+    if info.scale:
+        scale: dict[str, Any] = {
+            "specReplicasPath": info.scale.spec_replicas_path,
+            "statusReplicasPath": info.scale.status_replicas_path,
+        }
+        if info.scale.label_selector_path:
+            scale["labelSelectorPath"] = info.scale.label_selector_path
+        subresources["scale"] = scale
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{info.plural}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "agentops"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": info.kind,
+                "listKind": f"{info.kind}List",
+                "plural": info.plural,
+                "singular": info.singular,
+                "shortNames": list(info.short_names),
+                "categories": list(info.categories),
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": root},
+                    "subresources": subresources,
+                    "additionalPrinterColumns": [c.wire() for c in info.printer_columns],
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated by `make crds` from operator/agentops_operator/models; do not edit.\n"
+
+
+def render_text(info: CRDInfo) -> str:
+    return HEADER + yaml.safe_dump(render(info), sort_keys=False, width=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="crds", type=Path)
+    parser.add_argument("--check", action="store_true", help="fail if the files are stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for info in ALL_CRDS:
+        path = args.out / f"{GROUP}_{info.plural}.yaml"
+        text = render_text(info)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            args.out.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print("stale CRDs (run `make crds`): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""kopf wiring: watch events and start-up hooks feed the level-triggered runtime.
+
+Each resource has its own module (agent, task, quota) that registers a reconcile function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from .. import GROUP, VERSION
+from .. import settings as settings_mod
+from ..runtime import RECONCILERS, runtime
+from . import agent, quota, task  # noqa: F401  (registration side effects)
+
+log = logging.getLogger(__name__)
+_background: list[asyncio.Task[None]] = []
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Events are written by kube.emit_event; kopf's own per-handler events are noise.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    cfg = settings_mod.current
+    if cfg.metrics_port:
+        start_http_server(cfg.metrics_port)
+    _background.append(asyncio.create_task(runtime.run_scheduler()))
+    _background.append(asyncio.create_task(runtime.run_resync()))
+    log.info("agentops operator started; reconcilers: %s", ", ".join(sorted(RECONCILERS)))
+
+
+@kopf.on.cleanup()
+async def _cleanup(**_: Any) -> None:
+    for t in _background:
+        t.cancel()
+
+
+def _on_event(plural: str) -> None:
+    @kopf.on.event(GROUP, VERSION, plural, id=f"watch-{plural}")
+    async def handler(type: str | None, name: str, namespace: str, **_: Any) -> None:
+        if type == "DELETED":
+            return
+        await asyncio.to_thread(runtime.reconcile, plural, namespace, name)
+
+
+for _plural in ("agents", "agenttasks", "quotas"):
+    _on_event(_plural)

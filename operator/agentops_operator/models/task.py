@@ -1,0 +1,240 @@
+"""AgentTask: a unit of work moving through the lifecycle in `lifecycle.py`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from ..lifecycle import Phase, cel_request_rule
+from .base import Condition, CRDInfo, K8sModel, PrinterColumn, conditions_field
+
+PHASES = [p.value for p in Phase]
+_TRANSITION_PATTERN = r"^(" + "|".join(PHASES) + r")->(" + "|".join(PHASES) + r")$"
+
+
+class EnvVar(K8sModel):
+    name: str = Field(description="Variable name.", min_length=1, max_length=253)
+    value: str = Field(default="", description="Literal value.")
+
+
+class JobGateSpec(K8sModel):
+    """A gate run as a Kubernetes Job; the move proceeds when the Job completes."""
+
+    image: str = Field(default="busybox:1.36", description="Container image of the gate.")
+    command: list[str] = Field(default_factory=list, description="Entrypoint (defaults to the image's).")
+    args: list[str] = Field(default_factory=list, description="Arguments.")
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables.")
+    backoff_limit: int = Field(default=0, ge=0, le=10, description="Pod retries before the gate fails.")
+    active_deadline_seconds: int = Field(
+        default=600, ge=1, le=86400, description="Wall-clock limit of one attempt."
+    )
+    workspace_claim: str | None = Field(
+        default=None, description="PersistentVolumeClaim mounted read-only at /workspace (e.g. the agent's)."
+    )
+    service_account_name: str | None = Field(
+        default=None, description="ServiceAccount to run as; its token is mounted only when set."
+    )
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations copied onto the gate pod."
+    )
+
+
+class Approvers(K8sModel):
+    users: list[str] = Field(default_factory=list, description="Usernames allowed to approve.")
+    groups: list[str] = Field(default_factory=list, description="Groups whose members may approve.")
+    roles: list[str] = Field(
+        default_factory=list, description="Agent roles whose ServiceAccounts may approve."
+    )
+
+
+class ApprovalGateSpec(K8sModel):
+    """Human-in-the-loop approval: N of the allowed approvers must approve."""
+
+    required: int = Field(default=1, ge=1, le=20, description="Approvals needed.")
+    approvers: Approvers = Field(
+        default_factory=Approvers,
+        description="Who may approve; empty means anyone the API server lets approve.",
+    )
+    timeout_seconds: int | None = Field(default=None, ge=1, description="How long to wait for approvals.")
+    on_timeout: Literal["Reject", "Wait"] = Field(
+        default="Wait", description="After the timeout: reject the move, or keep waiting."
+    )
+
+
+class Gate(K8sModel):
+    name: str = Field(description="Gate name, unique within the transition.", pattern=r"^[a-z0-9-]{1,30}$")
+    type: Literal["Job", "Approval"] = Field(description="How the gate is decided.")
+    job: JobGateSpec | None = Field(default=None, description="Job gate settings (type Job).")
+    approval: ApprovalGateSpec | None = Field(default=None, description="Approval settings (type Approval).")
+    requires: list[Literal["output", "deployRef"]] = Field(
+        default_factory=list, description="Move inputs that must be set before the gate runs."
+    )
+
+
+class TransitionGates(K8sModel):
+    transition: str = Field(
+        description="Move the gates guard, as 'From->To', e.g. 'InProgress->Review'.",
+        pattern=_TRANSITION_PATTERN,
+    )
+    gates: list[Gate] = Field(default_factory=list, description="Gates, all of which must pass.")
+
+
+class Stage(K8sModel):
+    """A pipeline stage: while the task is in one of its phases, its agent holds the task."""
+
+    name: str = Field(description="Stage name, e.g. dev, qa, deploy.", pattern=r"^[a-z0-9-]{1,30}$")
+    phases: list[Literal["Assigned", "InProgress", "Review", "Rejected", "Done", "Deployed"]] = Field(
+        description="Phases in which this stage holds the task."
+    )
+    agent: str | None = Field(default=None, description="A specific Agent.")
+    role: str | None = Field(default=None, description="Any Ready Agent with this role (least loaded).")
+
+
+class Cost(K8sModel):
+    """Quota a move consumes: reserved when the move starts, committed when it is recorded."""
+
+    resource: str = Field(description="Quota resource key, e.g. publish.", pattern=r"^[a-z0-9.-]{1,63}$")
+    amount: int = Field(default=1, ge=1, description="Units consumed.")
+    phase: Literal["Assigned", "InProgress", "Review", "Done", "Deployed", "RolledBack"] = Field(
+        description="Reaching this phase costs the amount."
+    )
+
+
+class Approval(K8sModel):
+    approver: str = Field(description="Username of the approver; admission checks it is the caller.")
+    decision: Literal["Approved", "Rejected"] = Field(description="The approver's decision.")
+    reason: str = Field(default="", description="Why.", max_length=4096)
+    transition: str = Field(
+        default="Review->Done", description="Move the decision is for.", pattern=_TRANSITION_PATTERN
+    )
+    groups: list[str] = Field(
+        default_factory=list, description="Approver's groups at the time; admission checks them."
+    )
+
+
+class DeployRef(K8sModel):
+    version: str | None = Field(default=None, description="Version being deployed.")
+    image: str | None = Field(default=None, description="Image reference (ideally by digest).")
+    command: list[str] = Field(default_factory=list, description="Deploy command run by the deploy gate.")
+
+
+class AgentTaskSpec(K8sModel):
+    title: str = Field(description="Short summary of the work.", min_length=1, max_length=256)
+    description: str = Field(default="", description="What is to be done.", max_length=32768)
+    priority: int = Field(default=100, ge=0, le=1000, description="Higher is scheduled first.")
+    requested_phase: Phase = Field(
+        default=Phase.BACKLOG,
+        max_length=16,
+        description=(
+            "Phase the requester wants next. The operator runs the move's gates and records the "
+            "phase in status.phase only when they pass. Illegal moves are refused at admission."
+        ),
+    )
+    by: str | None = Field(default=None, description="Who requests the move; admission checks it is the caller.")
+    retry: int = Field(default=0, ge=0, description="Bump to retry the failed gates of the requested move.")
+    output: str | None = Field(default=None, description="Deliverable reference (URL, path, PR).")
+    notes: str = Field(default="", description="Notes for the next stage.", max_length=32768)
+    deploy: DeployRef | None = Field(default=None, description="What to deploy and how (Done->Deployed).")
+    assignee: str | None = Field(default=None, description="Agent to work on the task; unset for auto-assignment.")
+    role: str | None = Field(default=None, description="Role an auto-assigned Agent must have.")
+    capabilities: list[str] = Field(
+        default_factory=list, description="Capability tags an auto-assigned Agent must all have."
+    )
+    pipeline: list[Stage] = Field(
+        default_factory=list, description="Stages handing the task from agent to agent (e.g. dev, qa, deploy)."
+    )
+    gates: list[TransitionGates] | None = Field(
+        default=None, description="Gate overrides per move; unset moves use the default policy."
+    )
+    costs: list[Cost] = Field(default_factory=list, description="Quota consumed by moves.")
+    approvals: list[Approval] = Field(default_factory=list, description="Approval decisions.", max_length=100)
+    history_limit: int = Field(default=50, ge=1, le=500, description="Transitions kept in status.history.")
+
+
+class GateResult(K8sModel):
+    name: str = Field(description="Gate name.")
+    type: str = Field(description="Job or Approval.")
+    transition: str = Field(description="The move it guards.")
+    attempt: int = Field(default=1, description="Attempt number (Job gates).")
+    state: Literal["Pending", "Running", "Passed", "Failed", "Waiting"] = Field(description="Outcome so far.")
+    job: str | None = Field(default=None, description="Job of this attempt.")
+    message: str = Field(default="", description="Why it passed or failed.")
+    generation: int | None = Field(default=None, description="Task generation the attempt ran for.")
+    started_at: datetime | None = Field(default=None, description="When the attempt started.")
+    finished_at: datetime | None = Field(default=None, description="When it ended.")
+
+
+class HistoryEntry(K8sModel):
+    from_phase: str = Field(alias="from", description="Phase before.")
+    to: str = Field(description="Phase after.")
+    at: datetime = Field(description="When the operator recorded the move.")
+    by: str = Field(default="", description="Who asked for it (admission-checked), or the operator.")
+    gates: list[GateResult] = Field(default_factory=list, description="Gate results of the move.")
+    output: str | None = Field(default=None, description="Deliverable at the time.")
+    deploy_ref: str | None = Field(default=None, description="Deploy reference recorded.")
+    notes: str | None = Field(default=None, description="Notes at the time.")
+
+
+class Handoff(K8sModel):
+    stage: str = Field(description="Stage entered.")
+    from_agent: str | None = Field(default=None, description="Previous holder.")
+    to_agent: str | None = Field(default=None, description="New holder.")
+    at: datetime = Field(description="When.")
+    outputs: list[str] = Field(default_factory=list, description="Outputs so far.")
+    notes: str | None = Field(default=None, description="Notes handed over.")
+    rejections: list[str] = Field(default_factory=list, description="Rejection reasons to address.")
+
+
+class Reservation(K8sModel):
+    quota: str = Field(description="Quota name.")
+    resource: str = Field(description="Resource key.")
+    amount: int = Field(description="Units reserved.")
+    transition: str = Field(description="Move the reservation is for.")
+
+
+class ObservedApproval(K8sModel):
+    approver: str = Field(description="Who.")
+    decision: str = Field(description="Approved or Rejected.")
+    reason: str = Field(default="", description="Why.")
+    transition: str = Field(description="Move.")
+    observed_at: datetime = Field(description="When the operator first saw it.")
+
+
+class AgentTaskStatus(K8sModel):
+    phase: Phase | None = Field(default=None, description="Recorded phase.", max_length=16)
+    assignee: str | None = Field(default=None, description="Agent holding the task.")
+    stage: str | None = Field(default=None, description="Current pipeline stage.")
+    observed_generation: int | None = Field(default=None, description="Last generation reconciled.")
+    conditions: list[Condition] = conditions_field("task")
+    gates: list[GateResult] = Field(default_factory=list, description="Gates of the pending move.")
+    history: list[HistoryEntry] = Field(default_factory=list, description="Latest transitions.")
+    handoffs: list[Handoff] = Field(default_factory=list, description="Latest handoffs.", max_length=50)
+    approvals: list[ObservedApproval] = Field(default_factory=list, description="Approvals seen.")
+    reservations: list[Reservation] = Field(default_factory=list, description="Quota held.")
+    deploy_ref: str | None = Field(default=None, description="Deployed version / digest.")
+    transitions: int = Field(default=0, description="Transitions recorded over the task's life.")
+    last_transition_time: datetime | None = Field(default=None, description="When the phase last changed.")
+
+
+CRD = CRDInfo(
+    kind="AgentTask",
+    plural="agenttasks",
+    singular="agenttask",
+    short_names=("at", "atask"),
+    spec=AgentTaskSpec,
+    status=AgentTaskStatus,
+    description="A unit of work for agents, moved through gated phases with an audit trail.",
+    printer_columns=(
+        PrinterColumn("Phase", ".status.phase", description="Recorded phase."),
+        PrinterColumn("Requested", ".spec.requestedPhase", description="Requested phase."),
+        PrinterColumn("Assignee", ".status.assignee"),
+        PrinterColumn("Priority", ".spec.priority", type="integer"),
+        PrinterColumn(
+            "Blocked", ".status.conditions[?(@.type=='TransitionBlocked')].reason", priority=1
+        ),
+        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+    ),
+    root_validations=(cel_request_rule(),),
+)

@@ -1,0 +1,66 @@
+"""One shared cluster and one operator per test session; a namespace per test."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .kubeutil import ROOT, OperatorProcess, kubectl
+
+pytestmark = pytest.mark.e2e
+# Namespaces of this session share a prefix, and the session's operator watches only those, so
+# two test sessions (or a developer's and CI's) can share one cluster without racing.
+SESSION = uuid.uuid4().hex[:4]
+NS_PREFIX = f"t{SESSION}-"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster() -> None:
+    if not os.environ.get("KUBECONFIG"):
+        pytest.fail("KUBECONFIG is not set: run the e2e tests through `make e2e` (or export KUBECONFIG)")
+    proc = kubectl("get", "--raw", "/readyz", check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"no reachable API server at KUBECONFIG={os.environ['KUBECONFIG']}: {proc.stderr}")
+    # A cluster-wide demo operator would race the test operator for the same objects.
+    subprocess.run([str(ROOT / "hack" / "operator-bg.sh"), "stop"], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def operator() -> Iterator[OperatorProcess]:
+    log_dir = ROOT / ".cluster"
+    log_dir.mkdir(exist_ok=True)
+    log_path = log_dir / "operator-e2e.log"
+    log_path.write_bytes(b"")
+    op = OperatorProcess(log_path, extra_args=("--namespace", f"{NS_PREFIX}*"))
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def ns(request: pytest.FixtureRequest) -> Iterator[str]:
+    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{NS_PREFIX}{base}-{uuid.uuid4().hex[:5]}"
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "agentops.dev/test=true",
+            "pod-security.kubernetes.io/enforce=restricted")
+    # Pods need the default ServiceAccount, which the controller-manager creates asynchronously.
+    for _ in range(100):
+        if kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0:
+            break
+        time.sleep(0.2)
+    yield name
+    if os.environ.get("KEEP_NAMESPACES") != "1":
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
