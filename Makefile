@@ -50,7 +50,7 @@ crds: setup ## regenerate crds/ from the pydantic models
 install: setup cluster-up ## apply CRDs, RBAC and admission policies to the cluster
 	kubectl apply --server-side -f crds/
 	kubectl wait --for=condition=Established --timeout=60s -f crds/
-	if compgen -G "manifests/admission/*.yaml" >/dev/null; then kubectl apply --server-side -f manifests/admission/; fi
+	kubectl apply --server-side -f manifests/rbac/ -f manifests/admission/
 
 .PHONY: lint
 lint: setup ## ruff

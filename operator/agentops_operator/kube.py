@@ -34,6 +34,15 @@ def api_client() -> client.ApiClient:
         return _api
 
 
+def impersonate(user: str, groups: list[str] | None = None) -> None:
+    """Act as another user (kubectl --as); the API server checks we may impersonate."""
+    api = api_client()
+    api.default_headers["Impersonate-User"] = user
+    # The generated client sends one header value; several groups need a list joined per RFC 7230.
+    if groups:
+        api.default_headers["Impersonate-Group"] = groups[0]
+
+
 def custom() -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api_client())
 

@@ -21,6 +21,7 @@ Rolling windows are fixed-length: start = anchor + k * duration for the integer 
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable
@@ -188,7 +189,7 @@ def window_at(spec: WindowSpec, tz: str, now: datetime, anchor: datetime) -> Win
         return Window(start=start, end=start + spec.duration)
     assert spec.period is not None
     bounds = _calendar_boundaries_around(spec.period, zone(tz), now, now)
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         if start <= now < end:
             return Window(start=start, end=end)
     raise AssertionError(f"no {spec.period} window around {now.isoformat()} in {tz}")  # margins too small

@@ -18,6 +18,8 @@ Handler = Callable[[argparse.Namespace], int]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubectl agentops", description=__doc__)
     parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the kubeconfig's)")
+    parser.add_argument("--as", dest="as_user", default=None, help="impersonate this user (as kubectl --as)")
+    parser.add_argument("--as-group", dest="as_groups", action="append", default=[], help="impersonate a group")
     sub = parser.add_subparsers(dest="group", required=True)
     for module in (task, quota, agent, dashboard):
         module.register(sub)
@@ -27,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.as_user:
+        from .. import kube
+
+        kube.impersonate(args.as_user, args.as_groups)
     handler: Handler | None = getattr(args, "func", None)
     if handler is None:
         parser.parse_args([args.group, "--help"])

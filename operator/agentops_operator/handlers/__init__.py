@@ -52,3 +52,11 @@ def _on_event(plural: str) -> None:
 
 for _plural in ("agents", "agenttasks", "quotas"):
     _on_event(_plural)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"agentops.dev/task-uid": kopf.PRESENT}, id="watch-gate-jobs")
+async def _gate_job_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+    """A gate Job changed: wake its task instead of waiting for the next poll."""
+    for ref in body.metadata.get("ownerReferences") or []:
+        if ref.get("kind") == "AgentTask":
+            runtime.schedule("agenttasks", namespace, ref["name"], 0)

@@ -1,22 +1,684 @@
-"""AgentTask reconciliation."""
+"""AgentTask reconciliation: legality, gates (Jobs and approvals), quota, handoffs, history.
+
+Thin: decisions come from `lifecycle` and `taskflow`; this module observes and writes.
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from .. import kube
-from ..conditions import set_condition
-from ..lifecycle import Phase
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from .. import kube, names, selectors, taskflow
+from .. import settings as settings_mod
+from ..conditions import get_condition, now_iso, set_condition
+from ..lifecycle import Phase, Verdict, judge_request, transition_key
+from ..models.task import AgentTaskSpec, Gate
 from ..runtime import register
 
+log = logging.getLogger(__name__)
+PLURAL = "agenttasks"
+_ns_locks: dict[str, threading.Lock] = {}
+_ns_guard = threading.Lock()
+JOB_POLL_SECONDS = 5.0
+BACKLOG_POLL_SECONDS = 5.0
+MAX_HANDOFFS = 20
 
-@register("agenttasks")
+
+def _ns_lock(ns: str) -> threading.Lock:
+    with _ns_guard:
+        return _ns_locks.setdefault(ns, threading.Lock())
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _label_transition(key: str) -> str:
+    return key.replace("->", "-")
+
+
+@dataclass
+class Pending:
+    """Status under construction plus the Events to emit once it is written."""
+
+    obj: dict[str, Any]
+    status: dict[str, Any]
+    now: datetime
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    touched_agents: set[str] = field(default_factory=set)
+
+    @property
+    def gen(self) -> int:
+        return int(self.obj["metadata"].get("generation", 1))
+
+    def condition(self, type_: str, status: bool, reason: str, message: str, event: str | None = None) -> None:
+        before = get_condition(self.status.get("conditions"), type_)
+        self.status["conditions"] = set_condition(
+            self.status.get("conditions"), type_, status, reason, message, self.gen, self.now
+        )
+        changed = before is None or (before.get("status"), before.get("reason"), before.get("message")) != (
+            "True" if status else "False", reason, message)
+        if event and changed:
+            self.events.append((event, reason, message))
+
+
+# ---- entry point -----------------------------------------------------------------------------
+
+
+@register(PLURAL)
 def reconcile(obj: dict[str, Any]) -> float | None:
-    meta, status = obj["metadata"], obj.get("status") or {}
-    gen = meta.get("generation")
-    phase = status.get("phase") or Phase.BACKLOG.value
-    conditions = set_condition(status.get("conditions"), "Accepted", True, "Valid", "task accepted", gen)
-    new = {"phase": phase, "observedGeneration": gen, "conditions": conditions}
-    if any(status.get(k) != v for k, v in new.items()):
-        kube.patch_status("agenttasks", meta["namespace"], meta["name"], new, meta["resourceVersion"])
+    meta = obj["metadata"]
+    status = obj.get("status") or {}
+    now = datetime.now(UTC)
+    pend = Pending(obj, copy.deepcopy(status), now)
+    try:
+        spec = AgentTaskSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as exc:
+        fields = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        pend.condition("Accepted", False, "InvalidSpec", fields, "Warning")
+        return _write(pend, None)
+    st = pend.status
+    st.setdefault("phase", Phase.BACKLOG.value)
+    st.setdefault("transitions", 0)
+    pend.condition("Accepted", True, "Valid", "spec is valid")
+    _sync_approvals(pend, spec)
+    recorded = Phase(st["phase"])
+    requested = spec.requested_phase
+
+    if recorded == Phase.BACKLOG and requested in (Phase.BACKLOG, Phase.ASSIGNED):
+        # Assignment is decided for the whole namespace at once (priority order, capacity).
+        _write(pend, None)
+        return assign_namespace(meta["namespace"])
+
+    verdict = judge_request(recorded, requested)
+    requeue: float | None = None
+    if verdict is Verdict.IDLE:
+        _release_all(pend, keep=None)
+        if get_condition(st.get("conditions"), "TransitionBlocked"):
+            pend.condition("TransitionBlocked", False, "NoPendingMove", f"task is {recorded.value}")
+        pend.condition("Progressing", False, "Idle", f"task is {recorded.value}")
+    elif verdict is Verdict.ILLEGAL:
+        _release_all(pend, keep=None)
+        pend.condition("TransitionBlocked", True, "IllegalTransition", _illegal_message(st, recorded, requested),
+                       "Warning")
+        pend.condition("Progressing", False, "Blocked", "the requested move is not allowed")
+    else:
+        requeue = _move(pend, spec, recorded, requested)
+    return _write(pend, requeue)
+
+
+def _illegal_message(st: dict[str, Any], recorded: Phase, requested: Phase) -> str:
+    from ..lifecycle import describe_allowed
+
+    msg = f"cannot move from {recorded.value} to {requested.value}; allowed from {recorded.value}: " \
+          f"{describe_allowed(recorded)}"
+    if recorded == Phase.REJECTED:
+        last = next((h for h in reversed(st.get("history") or []) if h.get("to") == Phase.REJECTED.value), None)
+        if last:
+            msg = f"review rejected ({last.get('notes') or 'no reason'}); request InProgress to rework. " + msg
+    return msg
+
+
+def _write(pend: Pending, requeue: float | None) -> float | None:
+    obj, st = pend.obj, pend.status
+    meta = obj["metadata"]
+    st["observedGeneration"] = pend.gen
+    if st != (obj.get("status") or {}):
+        kube.patch_status(PLURAL, meta["namespace"], meta["name"], _full_replace(obj.get("status") or {}, st),
+                          meta["resourceVersion"])
+        for type_, reason, message in pend.events:
+            kube.emit_event(obj, type_, reason, message)
+    if pend.touched_agents:
+        refresh_agent_stats(meta["namespace"], pend.touched_agents, pend.now)
+    return requeue
+
+
+def _full_replace(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch that also removes keys dropped from status (null deletes in merge patch)."""
+    patch: dict[str, Any] = dict(new)
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
+
+
+# ---- approvals -------------------------------------------------------------------------------
+
+
+def _sync_approvals(pend: Pending, spec: AgentTaskSpec) -> None:
+    """Record when each decision was first seen: the audit trail's 'when' is the operator's clock."""
+    seen = pend.status.get("approvals") or []
+    keys = {(a["approver"], a["decision"], a.get("reason", ""), a["transition"]) for a in seen}
+    out = list(seen)
+    for a in spec.approvals:
+        k = (a.approver, a.decision, a.reason, a.transition)
+        if k not in keys:
+            keys.add(k)
+            out.append({"approver": a.approver, "decision": a.decision, "reason": a.reason,
+                        "transition": a.transition, "observedAt": now_iso(pend.now)})
+            pend.events.append(("Normal", "ApprovalRecorded",
+                                f"{a.decision} by {a.approver} for {a.transition}: {a.reason or 'no reason'}"))
+    if out:
+        pend.status["approvals"] = out
+
+
+def _approval_views(pend: Pending, spec: AgentTaskSpec) -> list[taskflow.ApprovalView]:
+    groups = {(a.approver, a.decision, a.reason, a.transition): tuple(a.groups) for a in spec.approvals}
+    views = []
+    for a in pend.status.get("approvals") or []:
+        k = (a["approver"], a["decision"], a.get("reason", ""), a["transition"])
+        views.append(taskflow.ApprovalView(a["approver"], a["decision"], a.get("reason", ""), a["transition"],
+                                           groups.get(k, ()), _ts(a["observedAt"]) or pend.now))
+    return views
+
+
+def _role_users(ns: str, roles: list[str]) -> set[str]:
+    if not roles:
+        return set()
+    return {names.agent_sa_username(ns, a["metadata"]["name"]) for a in kube.list_custom("agents", ns)
+            if a["spec"].get("role") in roles}
+
+
+# ---- moves -----------------------------------------------------------------------------------
+
+
+def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase) -> float | None:
+    st = pend.status
+    key = transition_key(recorded, requested)
+    _release_all(pend, keep=key)
+    gates = taskflow.resolve_gates(key, spec.gates)
+    missing = _missing_inputs(spec, gates)
+    if missing:
+        pend.condition("TransitionBlocked", True, "MissingInput",
+                       f"{key} needs {', '.join(missing)} to be set", "Warning")
+        pend.condition("Progressing", False, "Blocked", "waiting for input")
+        return None
+    ok, quota_msg, retry_in = _reserve_costs(pend, spec, key, requested)
+    if not ok:
+        pend.condition("TransitionBlocked", True, "QuotaExceeded", quota_msg, "Warning")
+        pend.condition("Progressing", False, "Blocked", "waiting for quota")
+        return retry_in
+
+    results: list[dict[str, Any]] = []
+    outcome = "passed"
+    message = ""
+    jobs = _task_jobs(pend.obj) if any(g.type == "Job" for g in gates) else []
+    round_ = int(st.get("transitions", 0))
+    since = _ts(st.get("lastTransitionTime")) or _ts(pend.obj["metadata"]["creationTimestamp"]) or pend.now
+    rejection: taskflow.ApprovalOutcome | None = None
+    for gate in gates:
+        if gate.type == "Job":
+            res = _job_gate(pend, spec, gate, key, round_, jobs)
+        else:
+            res, rejection = _approval_gate(pend, spec, gate, key, since)
+        results.append(res)
+        if res["state"] != "Passed":
+            outcome = {"Running": "running", "Pending": "running", "Waiting": "waiting"}.get(res["state"], "failed")
+            message = f"gate {gate.name}: {res['message']}"
+            break
+    st["gates"] = [g for g in st.get("gates") or [] if g["transition"] != key] + results
+
+    if outcome == "passed":
+        _commit_all(pend, key)
+        by = spec.by or names.OPERATOR_USER
+        _record(pend, spec, requested, by, results)
+        return None
+    if outcome == "running":
+        pend.condition("TransitionBlocked", False, "GatesRunning", message)
+        pend.condition("Progressing", True, "GatesRunning", message)
+        return JOB_POLL_SECONDS
+    if outcome == "waiting":
+        pend.condition("TransitionBlocked", True, "AwaitingApproval", message, "Normal")
+        pend.condition("Progressing", False, "AwaitingApproval", message)
+        return _approval_requeue(gates, since, pend.now)
+    if rejection is not None:
+        # The reviewer's decision moves the task itself: review -> rejected, back to the assignee.
+        _release_all(pend, keep=None)
+        approver = rejection.approvers[0] if rejection.state == "Rejected" else names.OPERATOR_USER
+        _record(pend, spec, Phase.REJECTED, approver, results, notes=rejection.message,
+                rejections=list(rejection.rejections))
+        return None
+    _release_all(pend, keep=None)
+    pend.condition("TransitionBlocked", True, "GateFailed", message, "Warning")
+    pend.condition("Progressing", False, "GateFailed", message)
     return None
+
+
+def _approval_requeue(gates: list[Gate], since: datetime, now: datetime) -> float | None:
+    timeouts = [g.approval.timeout_seconds for g in gates if g.approval and g.approval.timeout_seconds]
+    if not timeouts:
+        return None
+    left = min(timeouts) - (now - since).total_seconds()
+    return max(1.0, left + 0.5) if left > 0 else None
+
+
+def _missing_inputs(spec: AgentTaskSpec, gates: list[Gate]) -> list[str]:
+    missing = []
+    for gate in gates:
+        if "output" in gate.requires and not spec.output:
+            missing.append("spec.output")
+        if "deployRef" in gate.requires and not (spec.deploy and (spec.deploy.version or spec.deploy.image)):
+            missing.append("spec.deploy.version or spec.deploy.image")
+    return sorted(set(missing))
+
+
+def _approval_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str,
+                   since: datetime) -> tuple[dict[str, Any], taskflow.ApprovalOutcome | None]:
+    assert gate.approval is not None or gate.type == "Approval"
+    cfg = gate.approval or taskflow.ApprovalGateSpec()
+    ns = pend.obj["metadata"]["namespace"]
+    outcome = taskflow.evaluate_approvals(cfg, _approval_views(pend, spec), key, since, pend.now,
+                                          _role_users(ns, cfg.approvers.roles))
+    state = {"Passed": "Passed", "Waiting": "Waiting", "Rejected": "Failed", "TimedOut": "Failed"}[outcome.state]
+    res = {"name": gate.name, "type": "Approval", "transition": key, "attempt": 1, "state": state,
+           "message": outcome.message, "generation": pend.gen}
+    return res, outcome if outcome.state in ("Rejected", "TimedOut") else None
+
+
+# ---- Job gates -------------------------------------------------------------------------------
+
+
+def _task_jobs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    ns, uid = obj["metadata"]["namespace"], obj["metadata"]["uid"]
+    res = kube.batch().list_namespaced_job(ns, label_selector=f"agentops.dev/task-uid={uid}")
+    return [kube.api_client().sanitize_for_serialization(j) for j in res.items]
+
+
+def _job_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str, round_: int,
+              jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    mine = [j for j in jobs if (j["metadata"].get("labels") or {}).get("agentops.dev/gate") == gate.name
+            and j["metadata"]["labels"].get("agentops.dev/transition") == _label_transition(key)
+            and j["metadata"]["labels"].get("agentops.dev/round") == str(round_)]
+    decision = taskflow.decide_attempt(mine, pend.gen, spec.retry)
+    name = names.gate_job_name(pend.obj["metadata"]["name"], key, gate.name, round_, decision.attempt)
+    res: dict[str, Any] = {"name": gate.name, "type": "Job", "transition": key, "attempt": decision.attempt,
+                           "job": name, "generation": pend.gen}
+    if decision.action == "create":
+        body = build_gate_job(pend.obj, spec, gate, key, round_, decision.attempt, name)
+        try:
+            kube.batch().create_namespaced_job(pend.obj["metadata"]["namespace"], body)
+            pend.events.append(("Normal", "GateStarted", f"{key}: gate {gate.name} attempt {decision.attempt} "
+                                                         f"started as Job {name}"))
+        except ApiException as exc:
+            if exc.status != 409:  # 409: made before a restart; adopt it
+                raise
+        res.update(state="Running", message=f"job {name} started", startedAt=now_iso(pend.now))
+        return res
+    job = decision.job or {}
+    res["startedAt"] = (job.get("status") or {}).get("startTime")
+    if decision.action == "wait":
+        res.update(state="Running", message=f"job {name} running")
+    elif decision.action == "passed":
+        res.update(state="Passed", message=f"job {name} completed",
+                   finishedAt=(job.get("status") or {}).get("completionTime"))
+    else:
+        reason = _failure_reason(pend.obj["metadata"]["namespace"], name) or decision.message
+        res.update(state="Failed", message=f"job {name} failed: {reason}; bump spec.retry (or change the "
+                                           f"request) to run attempt {decision.attempt + 1}")
+    return res
+
+
+def _failure_reason(ns: str, job_name: str) -> str:
+    """The pod's termination message (or exit code), which is what the gate wanted to tell."""
+    try:
+        pods = kube.core().list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={job_name}")
+    except ApiException:
+        return ""
+    for pod in pods.items:
+        for cs in (pod.status.container_statuses or []) if pod.status else []:
+            term = cs.state.terminated if cs.state else None
+            if term and term.exit_code:
+                detail = (term.message or term.reason or "").strip()
+                return f"exit code {term.exit_code}" + (f": {detail[-500:]}" if detail else "")
+    return ""
+
+
+def build_gate_job(obj: dict[str, Any], spec: AgentTaskSpec, gate: Gate, key: str, round_: int,
+                   attempt: int, name: str) -> dict[str, Any]:
+    meta = obj["metadata"]
+    cfg = gate.job or taskflow.JobGateSpec()
+    command = list(cfg.command)
+    if not command and key == transition_key(Phase.DONE, Phase.DEPLOYED):
+        command = list(spec.deploy.command) if spec.deploy and spec.deploy.command else \
+            ["sh", "-c", 'echo "deploying $AGENTOPS_DEPLOY_IMAGE $AGENTOPS_DEPLOY_VERSION"']
+    labels = {
+        **names.MANAGED_BY,
+        "agentops.dev/task-uid": meta["uid"],
+        "agentops.dev/task": meta["name"][:63],
+        "agentops.dev/gate": gate.name,
+        "agentops.dev/transition": _label_transition(key),
+        "agentops.dev/round": str(round_),
+        "agentops.dev/attempt": str(attempt),
+    }
+    env = [
+        {"name": "AGENTOPS_TASK", "value": meta["name"]},
+        {"name": "AGENTOPS_TRANSITION", "value": key},
+        {"name": "AGENTOPS_OUTPUT", "value": spec.output or ""},
+        {"name": "AGENTOPS_DEPLOY_VERSION", "value": (spec.deploy.version or "") if spec.deploy else ""},
+        {"name": "AGENTOPS_DEPLOY_IMAGE", "value": (spec.deploy.image or "") if spec.deploy else ""},
+    ] + [{"name": e.name, "value": e.value} for e in cfg.env]
+    container: dict[str, Any] = {
+        "name": "gate",
+        "image": cfg.image,
+        "env": env,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                            "readOnlyRootFilesystem": True, "runAsNonRoot": True},
+    }
+    if command:
+        container["command"] = command
+    if cfg.args:
+        container["args"] = list(cfg.args)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": bool(cfg.service_account_name),
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+    }
+    if cfg.service_account_name:
+        pod_spec["serviceAccountName"] = cfg.service_account_name
+    if cfg.workspace_claim:
+        pod_spec["volumes"] = [{"name": "workspace",
+                                "persistentVolumeClaim": {"claimName": cfg.workspace_claim, "readOnly": True}}]
+        container["volumeMounts"] = [{"name": "workspace", "mountPath": "/workspace", "readOnly": True}]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": {
+                "agentops.dev/transition": key,
+                "agentops.dev/task-generation": str(meta.get("generation", 1)),
+                "agentops.dev/task-retry": str(spec.retry),
+            },
+            "ownerReferences": [kube.owner_reference(obj)],
+        },
+        "spec": {
+            "backoffLimit": cfg.backoff_limit,
+            "activeDeadlineSeconds": cfg.active_deadline_seconds,
+            "template": {
+                "metadata": {"labels": labels, "annotations": dict(cfg.pod_annotations)},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+# ---- quota -----------------------------------------------------------------------------------
+
+
+def _holder(obj: dict[str, Any], key: str, round_: int) -> str:
+    return f"AgentTask/{obj['metadata']['name']}/{obj['metadata']['uid']}/{key}/{round_}"
+
+
+def _reserve_costs(pend: Pending, spec: AgentTaskSpec, key: str, requested: Phase) -> tuple[bool, str, float | None]:
+    costs = [c for c in spec.costs if c.phase == requested.value]
+    if not costs:
+        return True, "", None
+    from .. import quota_client
+    ns = pend.obj["metadata"]["namespace"]
+    labels = pend.obj["metadata"].get("labels") or {}
+    round_ = int(pend.status.get("transitions", 0))
+    holder = _holder(pend.obj, key, round_)
+    quotas = kube.list_custom("quotas", ns)
+    held = list(pend.status.get("reservations") or [])
+    for cost in costs:
+        for q in quotas:
+            if q["spec"].get("resource") != cost.resource or not selectors.matches(q["spec"].get("selector"), labels):
+                continue
+            qname = q["metadata"]["name"]
+            if any(r["quota"] == qname and r["transition"] == key for r in held):
+                continue
+            grant = quota_client.reserve(kube.custom(), ns, qname, holder, cost.amount,
+                                         reason=f"{pend.obj['metadata']['name']}: {key}")
+            if not grant.granted:
+                pend.status["reservations"] = held
+                _release_all(pend, keep=None)
+                retry_in = None
+                if grant.reset_at:
+                    retry_in = max(1.0, (grant.reset_at - pend.now).total_seconds() + 1)
+                return False, f"quota {qname}: {grant.message}", retry_in
+            held.append({"quota": qname, "resource": cost.resource, "amount": cost.amount, "transition": key})
+            pend.events.append(("Normal", "QuotaReserved", f"{cost.amount} {cost.resource} reserved in {qname} "
+                                                           f"for {key}"))
+    pend.status["reservations"] = held
+    return True, "", None
+
+
+def _release_all(pend: Pending, keep: str | None) -> None:
+    held = pend.status.get("reservations") or []
+    if not held:
+        return
+    from .. import quota_client
+
+    ns = pend.obj["metadata"]["namespace"]
+    round_ = int(pend.status.get("transitions", 0))
+    kept = []
+    for r in held:
+        if r["transition"] == keep:
+            kept.append(r)
+            continue
+        quota_client.release(kube.custom(), ns, r["quota"], _holder(pend.obj, r["transition"], round_))
+        pend.events.append(("Normal", "QuotaReleased", f"{r['amount']} {r['resource']} released in {r['quota']}"))
+    pend.status["reservations"] = kept
+
+
+def _commit_all(pend: Pending, key: str) -> None:
+    held = pend.status.get("reservations") or []
+    if not held:
+        return
+    from .. import quota_client
+
+    ns = pend.obj["metadata"]["namespace"]
+    round_ = int(pend.status.get("transitions", 0))
+    for r in held:
+        quota_client.commit(kube.custom(), ns, r["quota"], _holder(pend.obj, key, round_))
+        pend.events.append(("Normal", "QuotaCommitted", f"{r['amount']} {r['resource']} used in {r['quota']}"))
+    pend.status["reservations"] = []
+
+
+# ---- recording a transition ------------------------------------------------------------------
+
+
+def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[dict[str, Any]],
+            notes: str | None = None, rejections: list[str] | None = None,
+            agents: list[dict[str, Any]] | None = None) -> None:
+    st, obj, now = pend.status, pend.obj, pend.now
+    frm = st.get("phase", Phase.BACKLOG.value)
+    if st.get("assignee"):
+        pend.touched_agents.add(st["assignee"])
+    entry: dict[str, Any] = {"from": frm, "to": to.value, "at": now_iso(now), "by": by,
+                             "gates": [{k: v for k, v in g.items() if v is not None} for g in gates]}
+    if spec.output:
+        entry["output"] = spec.output
+    if spec.notes or notes:
+        entry["notes"] = notes or spec.notes
+    if to == Phase.DEPLOYED and spec.deploy:
+        ref = "@".join(x for x in (spec.deploy.version, spec.deploy.image) if x)
+        st["deployRef"] = ref
+        entry["deployRef"] = ref
+    if to == Phase.DONE and st.get("assignee"):
+        st["completedBy"] = st["assignee"]
+    history = [*(st.get("history") or []), entry]
+    limit = min(spec.history_limit, settings_mod.current.history_limit) if spec.history_limit else 50
+    st["history"] = history[-limit:]
+    st["transitions"] = int(st.get("transitions", 0)) + 1
+    st["phase"] = to.value
+    st["lastTransitionTime"] = now_iso(now)
+    gate_note = ", ".join(f"{g['name']} {g['state'].lower()}" for g in gates) or "no gates"
+    pend.events.append(("Normal", "Transitioned", f"{frm} -> {to.value} by {by} ({gate_note})"))
+    pend.condition("TransitionBlocked", False, "Transitioned", f"moved {frm} -> {to.value}")
+    pend.condition("Progressing", False, "Idle", f"task is {to.value}")
+    _handoff(pend, spec, to, notes=notes, rejections=rejections or [], agents=agents)
+    if to == Phase.CANCELLED:
+        _stop_running_jobs(obj)
+    if st.get("assignee"):
+        pend.touched_agents.add(st["assignee"])
+
+
+def _handoff(pend: Pending, spec: AgentTaskSpec, to: Phase, notes: str | None, rejections: list[str],
+             agents: list[dict[str, Any]] | None) -> None:
+    st = pend.status
+    stage = taskflow.stage_for(spec.pipeline, to)
+    if stage is None or stage.name == st.get("stage"):
+        return
+    ns = pend.obj["metadata"]["namespace"]
+    previous = st.get("assignee")
+    # Returning to a stage goes back to the agent that held it (rework after a rejection).
+    back = next((h.get("toAgent") for h in reversed(st.get("handoffs") or []) if h.get("stage") == stage.name), None)
+    target = stage.agent or back
+    if target is None and stage.role:
+        views = agent_views(agents if agents is not None else kube.list_custom("agents", ns),
+                            kube.list_custom(PLURAL, ns))
+        chosen = taskflow.pick_agent(views, stage.role, frozenset())
+        target = chosen.name if chosen else None
+    if target is None:
+        target = previous
+        pend.events.append(("Warning", "NoAgentForStage",
+                            f"no Ready agent with role {stage.role} for stage {stage.name}; {previous} keeps it"))
+    outputs = [h["output"] for h in st.get("history") or [] if h.get("output")]
+    record: dict[str, Any] = {"stage": stage.name, "at": now_iso(pend.now), "outputs": sorted(set(outputs))}
+    if previous:
+        record["fromAgent"] = previous
+    if target:
+        record["toAgent"] = target
+    if notes or spec.notes:
+        record["notes"] = notes or spec.notes
+    if rejections:
+        record["rejections"] = rejections
+    st["handoffs"] = [*(st.get("handoffs") or []), record][-MAX_HANDOFFS:]
+    st["stage"] = stage.name
+    if target:
+        st["assignee"] = target
+    if target != previous:
+        pend.events.append(("Normal", "HandedOff", f"stage {stage.name}: {previous or '-'} -> {target}"))
+
+
+def _stop_running_jobs(obj: dict[str, Any]) -> None:
+    """Cancelling stops the gates still running; finished Jobs stay as the audit trail."""
+    for job in _task_jobs(obj):
+        if taskflow.job_state(job)[0] == "Running":
+            try:
+                kube.batch().delete_namespaced_job(job["metadata"]["name"], obj["metadata"]["namespace"],
+                                                   propagation_policy="Background")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+# ---- assignment ------------------------------------------------------------------------------
+
+
+def _agent_ready(agent: dict[str, Any]) -> bool:
+    cond = get_condition((agent.get("status") or {}).get("conditions"), "Ready")
+    return bool(cond and cond.get("status") == "True")
+
+
+def agent_views(agents: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> list[taskflow.AgentView]:
+    load: dict[str, int] = {}
+    for t in tasks:
+        st = t.get("status") or {}
+        if st.get("assignee") and st.get("phase") in {p.value for p in taskflow.ACTIVE_PHASES}:
+            load[st["assignee"]] = load.get(st["assignee"], 0) + 1
+    return [
+        taskflow.AgentView(
+            name=a["metadata"]["name"], role=a["spec"].get("role", ""),
+            capabilities=frozenset(a["spec"].get("capabilities") or []),
+            max_concurrent=int(a["spec"].get("maxConcurrentTasks", 1)), ready=_agent_ready(a),
+            load=load.get(a["metadata"]["name"], 0),
+        )
+        for a in agents
+        if not a["metadata"].get("deletionTimestamp")
+    ]
+
+
+def assign_namespace(ns: str) -> float | None:
+    """Assign every waiting backlog task of a namespace, highest priority first. Returns a requeue delay."""
+    with _ns_lock(ns):
+        tasks = kube.list_custom(PLURAL, ns)
+        agents = kube.list_custom("agents", ns)
+        views = agent_views(agents, tasks)
+        backlog: dict[str, dict[str, Any]] = {}
+        task_views = []
+        for t in tasks:
+            st = t.get("status") or {}
+            if (st.get("phase") or "Backlog") != "Backlog" or t["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                spec = AgentTaskSpec.model_validate(t.get("spec") or {})
+            except ValidationError:
+                continue
+            if spec.requested_phase not in (Phase.BACKLOG, Phase.ASSIGNED):
+                continue
+            stage = taskflow.stage_for(spec.pipeline, Phase.ASSIGNED)
+            role = (stage.role if stage and stage.role else None) or spec.role
+            agent = spec.assignee or (stage.agent if stage else None)
+            backlog[t["metadata"]["name"]] = t
+            task_views.append(taskflow.TaskView(
+                name=t["metadata"]["name"], priority=spec.priority, created=t["metadata"]["creationTimestamp"],
+                role=role, capabilities=frozenset(spec.capabilities), agent=agent))
+        if not task_views:
+            return None
+        plan = taskflow.plan_assignments(task_views, views)
+        now = datetime.now(UTC)
+        touched: set[str] = set()
+        for task_name, agent_name in plan.assignments:
+            obj = backlog[task_name]
+            pend = Pending(obj, copy.deepcopy(obj.get("status") or {}), now)
+            spec = AgentTaskSpec.model_validate(obj["spec"])
+            pend.status.setdefault("phase", Phase.BACKLOG.value)
+            pend.status["assignee"] = agent_name
+            stage = taskflow.stage_for(spec.pipeline, Phase.ASSIGNED)
+            if stage:
+                pend.status["stage"] = stage.name
+            by = spec.by if spec.requested_phase == Phase.ASSIGNED and spec.by else names.OPERATOR_USER
+            _record(pend, spec, Phase.ASSIGNED, by, [], agents=agents)
+            pend.condition("Assigned", True, "Assigned", f"assigned to {agent_name}")
+            pend.events.append(("Normal", "Assigned", f"assigned to agent {agent_name}"))
+            try:
+                _write(pend, None)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                continue  # changed under us: the next pass sees the new version
+            touched.add(agent_name)
+        for task_name, why in plan.waiting.items():
+            obj = backlog[task_name]
+            pend = Pending(obj, copy.deepcopy(obj.get("status") or {}), now)
+            pend.status.setdefault("phase", Phase.BACKLOG.value)
+            pend.condition("Assigned", False, "NoAgentAvailable", why)
+            try:
+                _write(pend, None)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        if touched:
+            refresh_agent_stats(ns, touched, now)
+        return BACKLOG_POLL_SECONDS if plan.waiting else None
+
+
+def refresh_agent_stats(ns: str, agent_names: set[str], now: datetime) -> None:
+    """activeTasks and tasksCompleted are counted from the tasks themselves, so they never drift."""
+    tasks = kube.list_custom(PLURAL, ns)
+    active_phases = {p.value for p in taskflow.ACTIVE_PHASES}
+    for agent in sorted(agent_names):
+        active = sum(1 for t in tasks if (t.get("status") or {}).get("assignee") == agent
+                     and (t.get("status") or {}).get("phase") in active_phases)
+        completed = sum(1 for t in tasks if (t.get("status") or {}).get("completedBy") == agent)
+        try:
+            kube.patch_status("agents", ns, agent, {"activeTasks": active, "tasksCompleted": completed,
+                                                    "lastActive": now_iso(now)})
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("could not update stats of agent %s/%s: %s", ns, agent, exc.reason)

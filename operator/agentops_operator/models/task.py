@@ -214,6 +214,7 @@ class AgentTaskStatus(K8sModel):
     approvals: list[ObservedApproval] = Field(default_factory=list, description="Approvals seen.")
     reservations: list[Reservation] = Field(default_factory=list, description="Quota held.")
     deploy_ref: str | None = Field(default=None, description="Deployed version / digest.")
+    completed_by: str | None = Field(default=None, description="Agent that held the task when it reached Done.")
     transitions: int = Field(default=0, description="Transitions recorded over the task's life.")
     last_transition_time: datetime | None = Field(default=None, description="When the phase last changed.")
 

@@ -1,0 +1,243 @@
+"""Pure decisions for AgentTask moves: gate policy, Job attempts, approvals, assignment. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from .lifecycle import Phase, transition_key
+from .models.task import (
+    ApprovalGateSpec,
+    Gate,
+    JobGateSpec,
+    Stage,
+    TransitionGates,
+)
+
+# Seed policy: the deliverable must exist to go to review, a human approves review->done, and the
+# deploy command must exit 0 to reach deployed.
+DEFAULT_POLICY: dict[str, list[Gate]] = {
+    transition_key(Phase.IN_PROGRESS, Phase.REVIEW): [
+        Gate(
+            name="deliverable",
+            type="Job",
+            requires=["output"],
+            job=JobGateSpec(command=["sh", "-c", 'test -n "$AGENTOPS_OUTPUT"']),
+        )
+    ],
+    transition_key(Phase.REVIEW, Phase.DONE): [
+        Gate(name="approval", type="Approval", approval=ApprovalGateSpec(required=1))
+    ],
+    transition_key(Phase.DONE, Phase.DEPLOYED): [
+        Gate(name="deploy", type="Job", requires=["deployRef"], job=JobGateSpec())
+    ],
+}
+
+
+def resolve_gates(
+    key: str,
+    task_overrides: list[TransitionGates] | None,
+    namespace_policy: list[TransitionGates] | None = None,
+) -> list[Gate]:
+    """Task override, else namespace policy, else the default policy, per move.
+
+    A level that does not mention a move leaves it to the next level; an entry with no gates
+    removes the gates of that move.
+    """
+    for policy in (task_overrides or [], namespace_policy or []):
+        for entry in policy:
+            if entry.transition == key:
+                return list(entry.gates)
+    return list(DEFAULT_POLICY.get(key, []))
+
+
+# ---- Job gates -------------------------------------------------------------------------------
+
+JobState = Literal["Running", "Passed", "Failed"]
+
+
+def job_state(job: dict[str, Any]) -> tuple[JobState, str]:
+    """Outcome of a gate Job from its status conditions."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return "Passed", "job completed"
+        if cond.get("type") in ("Failed", "FailureTarget"):
+            return "Failed", f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".strip(": ")
+    return "Running", "job running"
+
+
+@dataclass(frozen=True)
+class AttemptDecision:
+    action: Literal["create", "wait", "passed", "failed"]
+    attempt: int
+    job: dict[str, Any] | None = None
+    message: str = ""
+
+
+def decide_attempt(jobs: list[dict[str, Any]], generation: int, retry: int) -> AttemptDecision:
+    """Given the Jobs of one gate in one round, decide what to do.
+
+    A failed attempt is retried (attempt N+1) once the task's spec changed after it was made
+    (a retry bump, a new output, a re-request). The attempt number lives in the Job's labels, so an
+    operator restart finds the same Job instead of creating a second one.
+    """
+    if not jobs:
+        return AttemptDecision("create", 1)
+    latest = max(jobs, key=lambda j: int(j["metadata"]["labels"].get("agentops.dev/attempt", "1")))
+    attempt = int(latest["metadata"]["labels"].get("agentops.dev/attempt", "1"))
+    state, message = job_state(latest)
+    if state == "Running":
+        return AttemptDecision("wait", attempt, latest, message)
+    if state == "Passed":
+        return AttemptDecision("passed", attempt, latest, message)
+    annotations = latest["metadata"].get("annotations") or {}
+    made_for = int(annotations.get("agentops.dev/task-generation", "0"))
+    made_retry = int(annotations.get("agentops.dev/task-retry", "0"))
+    if generation > made_for or retry > made_retry:
+        return AttemptDecision("create", attempt + 1, latest, message)
+    return AttemptDecision("failed", attempt, latest, message)
+
+
+# ---- Approval gates --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    approver: str
+    decision: str
+    reason: str
+    transition: str
+    groups: tuple[str, ...]
+    observed_at: datetime
+
+
+@dataclass(frozen=True)
+class ApprovalOutcome:
+    state: Literal["Passed", "Waiting", "Rejected", "TimedOut"]
+    message: str
+    approvers: tuple[str, ...] = ()  # who approved, or for Rejected who rejected
+    rejections: tuple[str, ...] = ()
+
+
+def allowed_approver(gate: ApprovalGateSpec, a: ApprovalView, role_users: set[str]) -> bool:
+    allow = gate.approvers
+    if not (allow.users or allow.groups or allow.roles):
+        return True  # admission already required the `approve` verb
+    return a.approver in allow.users or bool(set(a.groups) & set(allow.groups)) or a.approver in role_users
+
+
+def evaluate_approvals(
+    gate: ApprovalGateSpec,
+    approvals: list[ApprovalView],
+    key: str,
+    since: datetime,
+    now: datetime,
+    role_users: set[str] | None = None,
+) -> ApprovalOutcome:
+    """N distinct allowed approvers approve -> Passed; any allowed rejection -> Rejected.
+
+    Only decisions first seen after the task entered its phase (`since`) count, so a new review
+    round after a rejection starts from zero.
+    """
+    role_users = role_users or set()
+    relevant = [a for a in approvals if a.transition == key and a.observed_at >= since]
+    ignored = sorted({a.approver for a in relevant if not allowed_approver(gate, a, role_users)})
+    counted = [a for a in relevant if allowed_approver(gate, a, role_users)]
+    rejections = [a for a in counted if a.decision == "Rejected"]
+    if rejections:
+        return ApprovalOutcome(
+            "Rejected",
+            "; ".join(f"rejected by {a.approver}: {a.reason or 'no reason given'}" for a in rejections),
+            approvers=tuple(a.approver for a in rejections),
+            rejections=tuple(f"{a.approver}: {a.reason}" for a in rejections),
+        )
+    approvers = tuple(sorted({a.approver for a in counted if a.decision == "Approved"}))
+    if len(approvers) >= gate.required:
+        return ApprovalOutcome("Passed", f"approved by {', '.join(approvers)}", approvers=approvers)
+    msg = f"{len(approvers)}/{gate.required} approvals"
+    if approvers:
+        msg += f" (by {', '.join(approvers)})"
+    if ignored:
+        msg += f"; not allowed to approve: {', '.join(ignored)}"
+    if gate.timeout_seconds is not None and (now - since).total_seconds() >= gate.timeout_seconds:
+        if gate.on_timeout == "Reject":
+            return ApprovalOutcome("TimedOut", f"approval timed out after {gate.timeout_seconds}s; {msg}",
+                                   approvers=approvers)
+        msg += f"; timed out after {gate.timeout_seconds}s, still waiting"
+    return ApprovalOutcome("Waiting", msg, approvers=approvers)
+
+
+# ---- Pipeline and assignment -----------------------------------------------------------------
+
+ACTIVE_PHASES = (Phase.ASSIGNED, Phase.IN_PROGRESS, Phase.REVIEW, Phase.REJECTED)
+
+
+def stage_for(pipeline: list[Stage], phase: Phase | str) -> Stage | None:
+    for stage in pipeline:
+        if Phase(phase).value in stage.phases:
+            return stage
+    return None
+
+
+@dataclass
+class AgentView:
+    name: str
+    role: str
+    capabilities: frozenset[str]
+    max_concurrent: int
+    ready: bool
+    load: int = 0
+
+
+@dataclass(frozen=True)
+class TaskView:
+    name: str
+    priority: int
+    created: str  # RFC 3339, sorts chronologically
+    role: str | None
+    capabilities: frozenset[str]
+    agent: str | None = None  # a specific agent asked for
+
+
+@dataclass
+class AssignmentPlan:
+    assignments: list[tuple[str, str]] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)  # task -> why it stays in the backlog
+
+
+def matches(agent: AgentView, role: str | None, capabilities: frozenset[str]) -> bool:
+    return (role is None or agent.role == role) and capabilities <= agent.capabilities
+
+
+def pick_agent(agents: list[AgentView], role: str | None, capabilities: frozenset[str]) -> AgentView | None:
+    """Least-loaded Ready matching agent with room; ties by name for determinism."""
+    fits = [a for a in agents if a.ready and matches(a, role, capabilities) and a.load < a.max_concurrent]
+    return min(fits, key=lambda a: (a.load / a.max_concurrent, a.load, a.name), default=None)
+
+
+def plan_assignments(tasks: list[TaskView], agents: list[AgentView]) -> AssignmentPlan:
+    """Assign backlog tasks, higher priority first, then older first, within each agent's capacity."""
+    plan = AssignmentPlan()
+    by_name = {a.name: a for a in agents}
+    for task in sorted(tasks, key=lambda t: (-t.priority, t.created, t.name)):
+        if task.agent is not None:
+            chosen = by_name.get(task.agent)
+            if chosen is None:
+                plan.waiting[task.name] = f"agent {task.agent} does not exist"
+                continue
+            # A named agent is a human decision: it need not be Ready, but capacity still holds.
+            if chosen.load >= chosen.max_concurrent:
+                plan.waiting[task.name] = f"agent {task.agent} is at maxConcurrentTasks ({chosen.max_concurrent})"
+                continue
+        else:
+            chosen = pick_agent(agents, task.role, task.capabilities)
+            if chosen is None:
+                want = f"role={task.role or '*'} capabilities={sorted(task.capabilities)}"
+                plan.waiting[task.name] = f"no Ready agent with room matches {want}"
+                continue
+        chosen.load += 1
+        plan.assignments.append((task.name, chosen.name))
+    return plan

@@ -1,0 +1,274 @@
+"""AgentTask lifecycle on the real cluster: gates run as Jobs, approvals, identity, audit trail."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from .kubeutil import ROOT, apply, kget, kubectl, wait_for
+
+EDITOR, APPROVER, OUTSIDER = "alice", "bob", "mallory"
+
+
+def cli(ns: str, *args: str, as_user: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "agentops_operator.cli", "-n", ns]
+    if as_user:
+        cmd += ["--as", as_user]
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} as {as_user}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def team(ns: str) -> str:
+    """alice edits, bob may approve, mallory edits but may not approve; one agent, dev-1."""
+    for user, role in ((EDITOR, "agentops-editor"), (APPROVER, "agentops-approver"), (OUTSIDER, "agentops-editor")):
+        kubectl("create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}", f"--user={user}", "-n", ns)
+    apply(f"""
+apiVersion: agentops.dev/v1alpha1
+kind: Agent
+metadata: {{name: dev-1, namespace: {ns}}}
+spec: {{role: developer, image: registry.example/dev:1, maxConcurrentTasks: 5}}
+""")
+    return ns
+
+
+def task(ns: str, name: str, extra: str = "") -> None:
+    apply(f"""
+apiVersion: agentops.dev/v1alpha1
+kind: AgentTask
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  title: {name}
+  assignee: dev-1
+{extra}
+""", as_user=EDITOR)
+
+
+def phase_is(ns: str, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
+    return wait_for(lambda: (t := kget("agenttask", name, ns)).get("status", {}).get("phase") == phase and t,
+                    timeout=timeout, what=f"{name} to reach {phase}")
+
+
+def blocked(ns: str, name: str, reason: str, timeout: float = 60) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        t = kget("agenttask", name, ns)
+        for c in t.get("status", {}).get("conditions", []):
+            if c["type"] == "TransitionBlocked" and c["status"] == "True" and c["reason"] == reason:
+                return c
+        return None
+
+    return wait_for(check, timeout=timeout, what=f"{name} blocked with {reason}")
+
+
+def events(ns: str, name: str) -> list[dict[str, Any]]:
+    out = kubectl("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}", "-o", "json")
+    return json.loads(out.stdout)["items"]
+
+
+def test_forward_path_with_default_gates(team: str, operator) -> None:
+    ns = team
+    task(ns, "t1")
+    phase_is(ns, "t1", "Assigned")
+    cli(ns, "task", "move", "t1", "InProgress", as_user=EDITOR)
+    phase_is(ns, "t1", "InProgress")
+    # InProgress -> Review: the deliverable gate needs an output, then runs as a Job.
+    cli(ns, "task", "move", "t1", "Review", as_user=EDITOR)
+    assert "spec.output" in blocked(ns, "t1", "MissingInput")["message"]
+    cli(ns, "task", "move", "t1", "Review", "--output", "https://git.example/pr/1", as_user=EDITOR)
+    t = phase_is(ns, "t1", "Review", timeout=90)
+    gate = t["status"]["history"][-1]["gates"][0]
+    assert gate["name"] == "deliverable" and gate["state"] == "Passed"
+    job = kget("job", gate["job"], ns)
+    assert job["metadata"]["ownerReferences"][0]["name"] == "t1"
+    pod_spec = job["spec"]["template"]["spec"]
+    assert pod_spec["securityContext"]["runAsNonRoot"] is True
+    assert pod_spec["automountServiceAccountToken"] is False
+    # Review -> Done waits for a human.
+    cli(ns, "task", "move", "t1", "Done", as_user=EDITOR)
+    assert "0/1 approvals" in blocked(ns, "t1", "AwaitingApproval")["message"]
+    cli(ns, "task", "approve", "t1", "--reason", "looks good", as_user=APPROVER)
+    t = phase_is(ns, "t1", "Done")
+    assert t["status"]["approvals"][0]["approver"] == APPROVER
+    # Done -> Deployed runs the deploy command and records the reference.
+    cli(ns, "task", "move", "t1", "Deployed", "--deploy-version", "1.2.3",
+        "--deploy-image", "registry.example/app@sha256:abc", as_user=EDITOR)
+    t = phase_is(ns, "t1", "Deployed", timeout=90)
+    assert t["status"]["deployRef"] == "1.2.3@registry.example/app@sha256:abc"
+    cli(ns, "task", "move", "t1", "RolledBack", as_user=EDITOR)
+    t = phase_is(ns, "t1", "RolledBack")
+    moves = [(h["from"], h["to"], h["by"]) for h in t["status"]["history"]]
+    assert moves == [
+        ("Backlog", "Assigned", "system:agentops-operator"),
+        ("Assigned", "InProgress", EDITOR),
+        ("InProgress", "Review", EDITOR),
+        ("Review", "Done", EDITOR),
+        ("Done", "Deployed", EDITOR),
+        ("Deployed", "RolledBack", EDITOR),
+    ]
+    reasons = [e["reason"] for e in events(ns, "t1")]
+    assert reasons.count("Transitioned") == 6
+    assert "ApprovalRecorded" in reasons and "GateStarted" in reasons
+
+
+def test_failing_gate_blocks_with_reason_then_retry(team: str, operator) -> None:
+    ns = team
+    # The task's own gate override makes its deliverable check fail (kwok fails annotated pods).
+    task(ns, "t2", """  gates:
+  - transition: InProgress->Review
+    gates:
+    - name: tests
+      type: Job
+      job:
+        podAnnotations: {agentops.dev/kwok-fail: "true", agentops.dev/kwok-fail-message: "3 tests failed"}
+""")
+    phase_is(ns, "t2", "Assigned")
+    cli(ns, "task", "move", "t2", "InProgress", as_user=EDITOR)
+    phase_is(ns, "t2", "InProgress")
+    cli(ns, "task", "move", "t2", "Review", "--output", "pr/2", as_user=EDITOR)
+    cond = blocked(ns, "t2", "GateFailed", timeout=90)
+    assert "3 tests failed" in cond["message"] and "exit code 1" in cond["message"]
+    t = kget("agenttask", "t2", ns)
+    assert t["status"]["phase"] == "InProgress"
+    assert t["spec"]["requestedPhase"] == "Review"  # nothing of the request is lost
+    assert "GateFailed" in [e["reason"] for e in events(ns, "t2") if e["type"] == "Warning"]
+    # A retry makes attempt 2 (which fails the same way here: same annotation).
+    cli(ns, "task", "retry", "t2", as_user=EDITOR)
+    wait_for(lambda: any(g.get("attempt") == 2 and g["state"] == "Failed"
+                         for g in kget("agenttask", "t2", ns)["status"].get("gates", [])),
+             timeout=90, what="attempt 2 to fail")
+    jobs = json.loads(kubectl("get", "jobs", "-n", ns, "-l", "agentops.dev/task=t2", "-o", "json").stdout)["items"]
+    assert sorted(j["metadata"]["labels"]["agentops.dev/attempt"] for j in jobs) == ["1", "2"]
+
+
+def test_reject_rework_review_done(team: str, operator) -> None:
+    ns = team
+    task(ns, "t3", """  pipeline:
+  - {name: dev, phases: [Assigned, InProgress, Rejected], agent: dev-1}
+  - {name: qa, phases: [Review], agent: qa-1}
+  - {name: ship, phases: [Done, Deployed], agent: dev-1}
+""")
+    apply(f"""
+apiVersion: agentops.dev/v1alpha1
+kind: Agent
+metadata: {{name: qa-1, namespace: {ns}}}
+spec: {{role: qa, image: registry.example/qa:1}}
+""")
+    phase_is(ns, "t3", "Assigned")
+    cli(ns, "task", "move", "t3", "InProgress", as_user=EDITOR)
+    phase_is(ns, "t3", "InProgress")
+    cli(ns, "task", "move", "t3", "Review", "--output", "pr/3", "--notes", "first try", as_user=EDITOR)
+    t = phase_is(ns, "t3", "Review", timeout=90)
+    assert t["status"]["assignee"] == "qa-1"
+    assert t["status"]["handoffs"][-1]["outputs"] == ["pr/3"]
+    cli(ns, "task", "move", "t3", "Done", as_user=EDITOR)
+    blocked(ns, "t3", "AwaitingApproval")
+    cli(ns, "task", "reject", "t3", "--reason", "missing tests", as_user=APPROVER)
+    t = phase_is(ns, "t3", "Rejected")
+    assert t["status"]["history"][-1]["by"] == APPROVER
+    handoff = t["status"]["handoffs"][-1]
+    assert handoff["toAgent"] == "dev-1" and handoff["fromAgent"] == "qa-1"
+    assert any("missing tests" in r for r in handoff["rejections"])
+    # Asking for Done again is illegal from Rejected and says how to rework.
+    assert "request InProgress to rework" in blocked(ns, "t3", "IllegalTransition")["message"]
+    cli(ns, "task", "move", "t3", "InProgress", as_user=EDITOR)
+    phase_is(ns, "t3", "InProgress")
+    cli(ns, "task", "move", "t3", "Review", "--output", "pr/3-v2", as_user=EDITOR)
+    phase_is(ns, "t3", "Review", timeout=90)
+    cli(ns, "task", "move", "t3", "Done", as_user=EDITOR)
+    # The old rejection belongs to the previous round and does not count now.
+    blocked(ns, "t3", "AwaitingApproval")
+    cli(ns, "task", "approve", "t3", "--reason", "tests added", as_user=APPROVER)
+    t = phase_is(ns, "t3", "Done")
+    assert t["status"]["assignee"] == "dev-1" and t["status"]["stage"] == "ship"
+
+
+@pytest.mark.parametrize("start", ["Backlog", "Assigned", "InProgress", "Review", "Rejected", "Done"])
+def test_cancel_from_each_open_phase(team: str, operator, start: str) -> None:
+    ns = team
+    # Backlog: no role match, so the task stays there. The others reach their phase without gates,
+    # except Rejected, which needs the approval gate to reject.
+    extra = "" if start == "Rejected" else """  gates:
+  - {transition: InProgress->Review, gates: []}
+  - {transition: Review->Done, gates: []}
+"""
+    if start == "Backlog":
+        apply(f"""
+apiVersion: agentops.dev/v1alpha1
+kind: AgentTask
+metadata: {{name: c, namespace: {ns}}}
+spec: {{title: c, role: nobody-has-this-role}}
+""", as_user=EDITOR)
+    else:
+        task(ns, "c", extra)
+    path = {"Backlog": [], "Assigned": [], "InProgress": ["InProgress"], "Review": ["InProgress", "Review"],
+            "Rejected": ["InProgress", "Review"], "Done": ["InProgress", "Review", "Done"]}[start]
+    phase_is(ns, "c", "Backlog" if start == "Backlog" else "Assigned")
+    for step in path:
+        cli(ns, "task", "move", "c", step, "--output", "x", as_user=EDITOR)
+        phase_is(ns, "c", step, timeout=90)
+    if start == "Rejected":
+        cli(ns, "task", "move", "c", "Done", as_user=EDITOR)
+        blocked(ns, "c", "AwaitingApproval")
+        cli(ns, "task", "reject", "c", "--reason", "no", as_user=APPROVER)
+        phase_is(ns, "c", "Rejected")
+    cli(ns, "task", "cancel", "c", as_user=EDITOR)
+    t = phase_is(ns, "c", "Cancelled")
+    assert t["status"]["history"][-1]["from"] == start
+    proc = cli(ns, "task", "move", "c", "InProgress", as_user=EDITOR, check=False)
+    assert proc.returncode != 0 and "none (terminal phase)" in proc.stderr
+
+
+def test_identity_cannot_be_forged(team: str, operator) -> None:
+    ns = team
+    task(ns, "t5")
+    phase_is(ns, "t5", "Assigned")
+    # mallory asks for a move in alice's name.
+    proc = kubectl("patch", "agenttask", "t5", "-n", ns, "--type=merge",
+                   "-p", '{"spec":{"requestedPhase":"InProgress","by":"alice"}}', as_user=OUTSIDER, check=False)
+    assert proc.returncode != 0 and "spec.by must be the requesting user (mallory)" in proc.stderr
+    # mallory may edit tasks but not approve them, even in her own name.
+    proc = kubectl("patch", "agenttask", "t5", "-n", ns, "--type=merge", "-p",
+                   '{"spec":{"approvals":[{"approver":"mallory","decision":"Approved"}]}}',
+                   as_user=OUTSIDER, check=False)
+    assert proc.returncode != 0 and "mallory may not approve agenttasks" in proc.stderr
+    # bob may approve, but not in alice's name.
+    proc = kubectl("patch", "agenttask", "t5", "-n", ns, "--type=merge", "-p",
+                   '{"spec":{"approvals":[{"approver":"alice","decision":"Approved"}]}}',
+                   as_user=APPROVER, check=False)
+    assert proc.returncode != 0 and "must name the requesting user (bob)" in proc.stderr
+    # Recorded decisions cannot be removed.
+    cli(ns, "task", "approve", "t5", "--reason", "ok", as_user=APPROVER)
+    proc = kubectl("patch", "agenttask", "t5", "-n", ns, "--type=merge", "-p", '{"spec":{"approvals":[]}}',
+                   as_user=APPROVER, check=False)
+    assert proc.returncode != 0 and "append-only" in proc.stderr
+
+
+def test_agent_service_account_moves_only_its_own_tasks(team: str, operator) -> None:
+    ns = team
+    apply(f"""
+apiVersion: agentops.dev/v1alpha1
+kind: Agent
+metadata: {{name: dev-2, namespace: {ns}}}
+spec: {{role: developer, image: registry.example/dev:1}}
+""")
+    for agent in ("dev-1", "dev-2"):
+        kubectl("create", "rolebinding", f"sa-{agent}", "--clusterrole=agentops-agent",
+                f"--serviceaccount={ns}:agent-{agent}", "-n", ns)
+    task(ns, "t6")
+    phase_is(ns, "t6", "Assigned")
+    other = f"system:serviceaccount:{ns}:agent-dev-2"
+    proc = kubectl("patch", "agenttask", "t6", "-n", ns, "--type=merge",
+                   "-p", json.dumps({"spec": {"requestedPhase": "InProgress", "by": other}}),
+                   as_user=other, check=False)
+    assert proc.returncode != 0 and "may only request moves on tasks assigned to it" in proc.stderr
+    owner = f"system:serviceaccount:{ns}:agent-dev-1"
+    kubectl("patch", "agenttask", "t6", "-n", ns, "--type=merge",
+            "-p", json.dumps({"spec": {"requestedPhase": "InProgress", "by": owner}}), as_user=owner)
+    t = phase_is(ns, "t6", "InProgress")
+    assert t["status"]["history"][-1]["by"] == owner
