@@ -16,23 +16,10 @@ healthy() {
   [[ -f "$KUBECONFIG_FILE" ]] && kubectl --kubeconfig "$KUBECONFIG_FILE" --request-timeout=5s get --raw /readyz >/dev/null 2>&1
 }
 
-if kwokctl get clusters 2>/dev/null | grep -qx "$NAME"; then
-  kwokctl get kubeconfig --name "$NAME" > "$KUBECONFIG_FILE" 2>/dev/null || true
-  if healthy; then
-    echo "cluster $NAME already running"
-  else
-    # Left over from an earlier session whose processes were stopped: start it again.
-    kwokctl start cluster --name "$NAME" --timeout 120s >&2 || {
-      kwokctl delete cluster --name "$NAME" >&2 || true
-    }
-  fi
-fi
-
-if ! healthy; then
-  # kwokctl only adds its default stages when the config has none, so ship them with ours.
-  cfg="$DIR/kwokctl.yaml"
-  {
-    cat <<YAML
+# The cluster's configuration (binaries + stages); a change means the cluster is re-created.
+cfg="$DIR/kwokctl.yaml"
+{
+  cat <<YAML
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
@@ -47,14 +34,35 @@ options:
   kubeAdmission: true
   disableQPSLimits: true
 YAML
-    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-             pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-      echo "---"; cat "$OUT/kwok-stages/$f"
-    done
-    echo "---"; cat "$ROOT/hack/kwok/stages.yaml"
-  } > "$cfg"
+  # kwokctl only adds its default stages when the config has none, so ship them with ours.
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo "---"; cat "$OUT/kwok-stages/$f"
+  done
+  echo "---"; cat "$ROOT/hack/kwok/stages.yaml"
+} > "$cfg"
+want="$(sha256sum "$cfg" | cut -d' ' -f1)"
+STATE="$HOME/.kwok/clusters/$NAME/agentops-config.sha256"
+
+if kwokctl get clusters 2>/dev/null | grep -qx "$NAME"; then
+  if [[ "$(cat "$STATE" 2>/dev/null)" != "$want" ]]; then
+    echo "cluster $NAME has an older configuration: re-creating it" >&2
+    kwokctl delete cluster --name "$NAME" >&2 || true
+  else
+    kwokctl get kubeconfig --name "$NAME" > "$KUBECONFIG_FILE" 2>/dev/null || true
+    if healthy; then
+      echo "cluster $NAME already running"
+    else
+      # Left over from an earlier session whose processes were stopped: start it again.
+      kwokctl start cluster --name "$NAME" --timeout 120s >&2 || kwokctl delete cluster --name "$NAME" >&2 || true
+    fi
+  fi
+fi
+
+if ! healthy; then
   kwokctl create cluster --name "$NAME" --config "$cfg" --kubeconfig "$KUBECONFIG_FILE" --wait 120s >&2
   kwokctl get kubeconfig --name "$NAME" > "$KUBECONFIG_FILE"
+  echo "$want" > "$STATE"
 fi
 
 # Server-side apply keeps this idempotent.

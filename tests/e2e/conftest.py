@@ -61,6 +61,14 @@ def ns(request: pytest.FixtureRequest) -> Iterator[str]:
         kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.fixture
+def team(ns: str) -> str:
+    """alice edits, bob may approve, mallory edits but may not approve; one agent, dev-1."""
+    from .taskutil import make_team
+
+    return make_team(ns)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
