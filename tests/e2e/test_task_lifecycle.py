@@ -211,3 +211,43 @@ spec: {{role: developer, image: registry.example/dev:1}}
             "-p", json.dumps({"spec": {"requestedPhase": "InProgress", "by": owner}}), as_user=owner)
     t = phase_is(ns, "t6", "InProgress")
     assert t["status"]["history"][-1]["by"] == owner
+
+
+def test_namespace_gate_policy(team: str, operator) -> None:
+    ns = team
+    apply(f"""
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: gates
+  namespace: {ns}
+  labels: {{agentops.dev/gate-policy: "true"}}
+data:
+  policy.yaml: |
+    - transition: InProgress->Review
+      gates: []
+    - transition: Assigned->InProgress
+      gates:
+      - name: two-approvers
+        type: Approval
+        approval: {{required: 2, approvers: {{users: [bob, carol]}}}}
+""")
+    task(ns, "p1")
+    phase_is(ns, "p1", "Assigned")
+    cli(ns, "task", "move", "p1", "InProgress", as_user=EDITOR)
+    assert "0/2 approvals" in blocked(ns, "p1", "AwaitingApproval")["message"]
+    cli(ns, "task", "approve", "p1", "--transition", "Assigned->InProgress", as_user=APPROVER)
+    assert "1/2 approvals (by bob)" in blocked(ns, "p1", "AwaitingApproval")["message"]
+    # The task's own override wins over the namespace policy.
+    kubectl("patch", "agenttask", "p1", "-n", ns, "--type=merge", "-p", json.dumps(
+        {"spec": {"gates": [{"transition": "Assigned->InProgress", "gates": []}]}}), as_user=EDITOR)
+    phase_is(ns, "p1", "InProgress")
+    cli(ns, "task", "move", "p1", "Review", as_user=EDITOR)  # no output needed under this policy
+    phase_is(ns, "p1", "Review")
+    # A broken policy blocks with a message naming the field, and nothing else moves.
+    kubectl("patch", "configmap", "gates", "-n", ns, "--type=merge", "-p", json.dumps(
+        {"data": {"policy.yaml": "- transition: Review->Done\n  gates: [{name: x, type: Magic}]\n"}}))
+    cli(ns, "task", "move", "p1", "Done", as_user=EDITOR)
+    msg = blocked(ns, "p1", "InvalidPolicy")["message"]
+    assert "ConfigMap gates" in msg and "type" in msg
+    assert kget("agenttask", "p1", ns)["status"]["phase"] == "Review"

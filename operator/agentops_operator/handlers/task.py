@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import yaml
 from kubernetes.client.rest import ApiException
-from pydantic import ValidationError
+from prometheus_client import Counter
+from pydantic import TypeAdapter, ValidationError
 
 from .. import kube, names, selectors, taskflow
 from .. import settings as settings_mod
 from ..conditions import get_condition, now_iso, set_condition
 from ..lifecycle import Phase, Verdict, judge_request, transition_key
-from ..models.task import AgentTaskSpec, Gate
+from ..models.task import AgentTaskSpec, Gate, TransitionGates
 from ..runtime import register
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,11 @@ _ns_guard = threading.Lock()
 JOB_POLL_SECONDS = 5.0
 BACKLOG_POLL_SECONDS = 5.0
 MAX_HANDOFFS = 20
+POLICY_LABEL = "agentops.dev/gate-policy"
+_policy_adapter = TypeAdapter(list[TransitionGates])
+
+TRANSITIONS_TOTAL = Counter("agentops_task_transitions_total", "Recorded task moves", ["from_phase", "to_phase"])
+GATES_TOTAL = Counter("agentops_task_gate_results_total", "Gate outcomes", ["type", "result"])
 
 
 def _ns_lock(ns: str) -> threading.Lock:
@@ -193,7 +200,13 @@ def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase)
     st = pend.status
     key = transition_key(recorded, requested)
     _release_all(pend, keep=key)
-    gates = taskflow.resolve_gates(key, spec.gates)
+    try:
+        ns_policy = namespace_gate_policy(pend.obj["metadata"]["namespace"])
+    except ValueError as exc:
+        pend.condition("TransitionBlocked", True, "InvalidPolicy", str(exc), "Warning")
+        pend.condition("Progressing", False, "Blocked", "the namespace gate policy is invalid")
+        return None
+    gates = taskflow.resolve_gates(key, spec.gates, ns_policy)
     missing = _missing_inputs(spec, gates)
     if missing:
         pend.condition("TransitionBlocked", True, "MissingInput",
@@ -223,6 +236,10 @@ def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase)
             outcome = {"Running": "running", "Pending": "running", "Waiting": "waiting"}.get(res["state"], "failed")
             message = f"gate {gate.name}: {res['message']}"
             break
+    before = {(g["name"], g.get("attempt"), g["state"]) for g in st.get("gates") or []}
+    for r in results:
+        if r["state"] in ("Passed", "Failed") and (r["name"], r.get("attempt"), r["state"]) not in before:
+            GATES_TOTAL.labels(r["type"], r["state"]).inc()
     st["gates"] = [g for g in st.get("gates") or [] if g["transition"] != key] + results
 
     if outcome == "passed":
@@ -249,6 +266,26 @@ def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase)
     pend.condition("TransitionBlocked", True, "GateFailed", message, "Warning")
     pend.condition("Progressing", False, "GateFailed", message)
     return None
+
+
+def namespace_gate_policy(ns: str) -> list[TransitionGates] | None:
+    """A namespace-wide policy: ConfigMaps labelled agentops.dev/gate-policy=true, key `policy.yaml`
+    holding a list like spec.gates. Several ConfigMaps are read in name order."""
+    cms = kube.core().list_namespaced_config_map(ns, label_selector=f"{POLICY_LABEL}=true")
+    if not cms.items:
+        return None
+    policy: list[TransitionGates] = []
+    for cm in sorted(cms.items, key=lambda c: c.metadata.name):
+        raw = (cm.data or {}).get("policy.yaml", "")
+        where = f"ConfigMap {cm.metadata.name} data.policy.yaml"
+        try:
+            policy += _policy_adapter.validate_python(yaml.safe_load(raw) or [])
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{where}: not YAML: {exc}") from exc
+        except ValidationError as exc:
+            fields = "; ".join(f"[{']['.join(str(p) for p in e['loc'])}]: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"{where}: {fields}") from exc
+    return policy
 
 
 def _approval_requeue(gates: list[Gate], since: datetime, now: datetime) -> float | None:
@@ -516,6 +553,7 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
     st["transitions"] = int(st.get("transitions", 0)) + 1
     st["phase"] = to.value
     st["lastTransitionTime"] = now_iso(now)
+    TRANSITIONS_TOTAL.labels(frm, to.value).inc()
     gate_note = ", ".join(f"{g['name']} {g['state'].lower()}" for g in gates) or "no gates"
     pend.events.append(("Normal", "Transitioned", f"{frm} -> {to.value} by {by} ({gate_note})"))
     pend.condition("TransitionBlocked", False, "Transitioned", f"moved {frm} -> {to.value}")
