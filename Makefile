@@ -43,11 +43,16 @@ cluster-down: ## delete the local cluster
 	hack/cluster-down.sh
 
 .PHONY: crds
-crds: setup ## regenerate crds/ from the pydantic models
-	$(PY) -m agentops_operator.crdgen --out crds
+crds: setup ## regenerate crds/ (and the Helm chart's identical copy) from the pydantic models
+	$(PY) -m agentops_operator.crdgen --out crds --helm-out helm/agentops/crds
+
+.PHONY: plugin
+plugin: setup ## link the kubectl plugin into .cluster/bin so `kubectl agentops ...` works
+	mkdir -p $(CLUSTER_DIR)/bin
+	ln -sf $(VENV)/bin/kubectl-agentops $(CLUSTER_DIR)/bin/kubectl-agentops
 
 .PHONY: install
-install: setup cluster-up ## apply CRDs, RBAC and admission policies to the cluster
+install: setup cluster-up plugin ## apply CRDs, RBAC and admission policies to the cluster
 	kubectl apply --server-side -f crds/
 	kubectl wait --for=condition=Established --timeout=60s -f crds/
 	kubectl apply --server-side -f manifests/rbac/ -f manifests/admission/

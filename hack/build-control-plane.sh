@@ -8,7 +8,8 @@ K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
 CACHE_ROOT="${AGENTOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agentops}"
-OUT="$CACHE_ROOT/k8s-$K8S_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION"
+BUILD_REV=2  # bump when the way the tools are built changes
+OUT="$CACHE_ROOT/k8s-$K8S_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION-r$BUILD_REV"
 BIN="$OUT/bin"
 STAMP="$OUT/.complete"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,6 +29,7 @@ WRAP="$OUT/src"
 mkdir -p "$WRAP/etcd"
 cp "$HERE/k8s-tools/etcd/main.go" "$WRAP/etcd/main.go"
 staging_version="v0.${K8S_VERSION#v1.}"
+minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 gomod=$(cd "$WRAP" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
 {
   echo "module agentops.dev/k8s-tools"
@@ -49,7 +51,6 @@ etcd_version=$(grep -E '^\s*go\.etcd\.io/etcd/client/v3 ' "$gomod" | awk '{print
     go get -tool "k8s.io/kubernetes/cmd/$c@$K8S_VERSION"
   done
   go mod tidy
-  minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
   go build -trimpath -ldflags "$ldflags" -o "$BIN/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -57,7 +58,11 @@ etcd_version=$(grep -E '^\s*go\.etcd\.io/etcd/client/v3 ' "$gomod" | awk '{print
   go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" ./etcd
 )
 GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
-GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+# helm's capabilities default to the Kubernetes version stamped here (else v1.20 and kubeVersion checks fail).
+hv="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+hv="$hv -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+hv="$hv -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+GOBIN="$BIN" go install -trimpath -ldflags "-s -w $hv" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 # kwok's default stages ship in its module; kwokctl only adds them when we add none.
 moddir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])' || true)
 if [[ -n "$moddir" && -d "$moddir/kustomize/stage" ]]; then

@@ -13,7 +13,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_crds_directory_is_fresh() -> None:
-    assert crdgen.main(["--check", "--out", str(ROOT / "crds")]) == 0, "crds/ is stale: run `make crds`"
+    assert crdgen.main(["--check", "--out", str(ROOT / "crds"), "--helm-out", ""]) == 0, \
+        "crds/ is stale: run `make crds`"
+
+
+def test_helm_chart_crds_are_identical_copies() -> None:
+    helm_crds = ROOT / "helm" / "agentops" / "crds"
+    assert crdgen.main(["--check", "--out", str(ROOT / "crds"), "--helm-out", str(helm_crds)]) == 0, \
+        "helm/agentops/crds/ is stale: run `make crds`"
+    ours = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
+    chart = {p.name: p.read_bytes() for p in helm_crds.glob("*.yaml")}
+    assert sorted(chart) == sorted(ours), "helm/agentops/crds/ must hold exactly the files of crds/"
+    assert chart == ours
+
+
+def test_helm_out_defaults_to_the_chart_when_it_exists(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert crdgen.main(["--out", "crds"]) == 0  # no chart here: only crds/
+    assert not (tmp_path / "helm").exists()
+    (tmp_path / "helm" / "agentops").mkdir(parents=True)
+    assert crdgen.main(["--check", "--out", "crds"]) == 1  # the chart's copy is missing
+    assert crdgen.main(["--out", "crds"]) == 0
+    assert crdgen.main(["--check", "--out", "crds"]) == 0
+    assert sorted(p.name for p in (tmp_path / "helm/agentops/crds").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "crds").iterdir())
 
 
 def _walk(node: object, path: str = "") -> list[str]:

@@ -1,0 +1,179 @@
+"""The Helm chart (helm/agentops): lint, render, install and uninstall against the test cluster."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from typing import Any
+
+import pytest
+import yaml
+
+from .kubeutil import ROOT, kget, kubectl
+
+CHART = ROOT / "helm" / "agentops"
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion); `helm template` renders for it.
+MIN_KUBE = "v1.30.0"
+RBAC_KINDS = {"ClusterRole", "Role"}
+CLUSTER_KINDS = ("clusterroles", "clusterrolebindings", "validatingadmissionpolicies",
+                 "validatingadmissionpolicybindings")
+
+
+@pytest.fixture(autouse=True)
+def _clean_helm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # HELM_* settings from a developer's shell (namespace, kube context) must not leak into the tests.
+    for key in ("HELM_NAMESPACE", "HELM_KUBECONTEXT", "HELM_DRIVER"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def helm(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("helm") or str(ROOT / ".cluster" / "bin" / "helm")
+    proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def render(release: str = "r", namespace: str = "agentops", *flags: str) -> list[dict[str, Any]]:
+    out = helm("template", release, str(CHART), "--namespace", namespace, "--kube-version", MIN_KUBE, *flags).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def manifest_docs(*paths: str) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for p in paths:
+        docs += [d for d in yaml.safe_load_all((ROOT / p).read_text()) if d]
+    return docs
+
+
+def test_helm_lint_is_clean() -> None:
+    proc = helm("lint", "--strict", str(CHART), "--kube-version", MIN_KUBE)
+    assert "0 chart(s) failed" in proc.stdout
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+def test_helm_template_restricted_least_privilege_and_mirrors_manifests() -> None:
+    docs = render("r")
+    deploy = by_kind(docs, "Deployment")["r-agentops"]
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert not sc.get("privileged") and "add" not in sc["capabilities"]
+    assert "--log-format=json" in container["args"]
+
+    # No wildcards anywhere in RBAC.
+    rbac = [d for d in docs if d["kind"] in RBAC_KINDS]
+    assert rbac
+    for role in rbac:
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+                assert not any("*" in v for v in rule.get(key, [])), (role["metadata"]["name"], rule)
+
+    # The operator's ClusterRole is manifests/operator/rbac.yaml's, rule for rule, bound to the chart's SA.
+    want = manifest_docs("manifests/operator/rbac.yaml", "manifests/rbac/user-roles.yaml",
+                         "manifests/admission/task-identity.yaml")
+    roles, want_roles = by_kind(docs, "ClusterRole"), by_kind(want, "ClusterRole")
+    assert set(roles) == {f"r-{n}" for n in want_roles}
+    for name, role in want_roles.items():
+        assert roles[f"r-{name}"]["rules"] == role["rules"], name
+        for label in ("rbac.authorization.k8s.io/aggregate-to-view", "rbac.authorization.k8s.io/aggregate-to-edit"):
+            assert roles[f"r-{name}"]["metadata"]["labels"].get(label) == role["metadata"]["labels"].get(label)
+    assert "approve" in roles["r-agentops-approver"]["rules"][0]["verbs"]
+    binding = by_kind(docs, "ClusterRoleBinding")["r-agentops-operator"]
+    assert binding["roleRef"]["name"] == "r-agentops-operator"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "r-agentops", "namespace": "agentops"}]
+    assert pod["serviceAccountName"] == "r-agentops"
+
+    # The admission policy is the manifest's; only its name (and the role it suggests) differ.
+    vap = by_kind(docs, "ValidatingAdmissionPolicy")["r-agentops-task-identity"]
+    want_vap = by_kind(want, "ValidatingAdmissionPolicy")["agentops-task-identity"]
+    assert json.loads(json.dumps(vap["spec"]).replace("r-agentops-approver", "agentops-approver")) == want_vap["spec"]
+    vapb = by_kind(docs, "ValidatingAdmissionPolicyBinding")["r-agentops-task-identity"]
+    assert vapb["spec"] == {"policyName": "r-agentops-task-identity", "validationActions": ["Deny"]}
+
+    # Cluster-scoped names carry the release and never equal a manifests/ name.
+    fixed = {d["metadata"]["name"] for d in want if "namespace" not in d["metadata"]}
+    for d in docs:
+        if "namespace" not in d["metadata"]:
+            assert d["metadata"]["name"].startswith("r-") and d["metadata"]["name"] not in fixed, d["metadata"]
+            assert d["metadata"]["labels"]["app.kubernetes.io/instance"] == "r"
+
+
+def test_helm_template_toggles() -> None:
+    docs = render("r", "agentops", "--set", "admissionPolicies.enabled=false,userRoles.enabled=false",
+                  "--set", "watchNamespaces={team-a,team-b-*}")
+    kinds = {d["kind"] for d in docs}
+    assert "ValidatingAdmissionPolicy" not in kinds and "ValidatingAdmissionPolicyBinding" not in kinds
+    assert set(by_kind(docs, "ClusterRole")) == {"r-agentops-operator"}
+    args = by_kind(docs, "Deployment")["r-agentops"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b-*" in args
+    assert "Service" in kinds and "ServiceMonitor" not in kinds
+    # The ServiceMonitor needs both the flag and the prometheus-operator API.
+    asked = render("r", "agentops", "--set", "metrics.serviceMonitor.enabled=true")
+    assert "ServiceMonitor" not in {d["kind"] for d in asked}
+    docs = render("r", "agentops", "--set", "metrics.serviceMonitor.enabled=true",
+                  "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
+    assert "ServiceMonitor" in {d["kind"] for d in docs}
+    # Replicas are fixed at 1 (kopf standalone mode).
+    proc = helm("template", "r", str(CHART), "--kube-version", MIN_KUBE, "--set", "replicas=2", check=False)
+    assert proc.returncode != 0 and "replicas" in proc.stderr
+
+
+def test_full_chart_accepted_by_api_server_beside_manifests(ns: str) -> None:
+    """Server-side dry run: every object, the CEL policy included, is valid and no name collides with
+    the cluster-wide objects `make install` applied from manifests/ (nor between two releases)."""
+    for release in (f"a{uuid.uuid4().hex[:6]}", f"b{uuid.uuid4().hex[:6]}"):
+        out = helm("template", release, str(CHART), "--namespace", ns, "--kube-version", MIN_KUBE).stdout
+        kubectl("create", "--dry-run=server", "-f", "-", input=out)
+
+
+def _release_objects(release: str) -> list[str]:
+    out = kubectl("get", ",".join(CLUSTER_KINDS), "-l", f"app.kubernetes.io/instance={release}",
+                  "-o", "name").stdout
+    return out.split()
+
+
+def test_helm_install_and_uninstall(ns: str) -> None:
+    release = f"ao-{uuid.uuid4().hex[:6]}"
+    sa = f"system:serviceaccount:{ns}:{release}-agentops"
+    try:
+        helm("install", release, str(CHART), "--namespace", ns, "--skip-crds",
+             "--set", "admissionPolicies.enabled=false,userRoles.enabled=false",
+             "--set", f"watchNamespaces={{{ns}}}")
+        # kwok makes the pod Ready; the namespace enforces the restricted Pod Security Standard.
+        kubectl("wait", "--for=condition=Available", "--timeout=90s", f"deployment/{release}-agentops", "-n", ns,
+                timeout=100)
+        deploy = kget("deployment", f"{release}-agentops", ns)
+        assert deploy["status"]["availableReplicas"] == 1
+        assert sorted(_release_objects(release)) == [
+            f"clusterrole.rbac.authorization.k8s.io/{release}-agentops-operator",
+            f"clusterrolebinding.rbac.authorization.k8s.io/{release}-agentops-operator",
+        ]
+        # The binding works, and status-only stays status-only.
+        assert kubectl("auth", "can-i", "patch", "agenttasks.agentops.dev", "--subresource=status", "-n", ns,
+                       f"--as={sa}").stdout.strip() == "yes"
+        assert kubectl("auth", "can-i", "update", "agenttasks.agentops.dev", "-n", ns, f"--as={sa}",
+                       check=False).stdout.strip() == "no"
+        assert kubectl("get", "service", f"{release}-agentops-metrics", "-n", ns, "-o", "name").stdout.strip()
+
+        helm("uninstall", release, "--namespace", ns, "--wait", "--timeout", "60s")
+        assert _release_objects(release) == []
+        assert kubectl("get", "deployment", f"{release}-agentops", "-n", ns, check=False).returncode != 0
+        assert helm("status", release, "--namespace", ns, check=False).returncode != 0
+    finally:
+        # Cluster-scoped objects outlive the namespace: never leave them behind.
+        helm("uninstall", release, "--namespace", ns, "--ignore-not-found", check=False)
