@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -213,13 +213,19 @@ def matches(agent: AgentView, role: str | None, capabilities: frozenset[str]) ->
 
 
 def pick_agent(agents: list[AgentView], role: str | None, capabilities: frozenset[str]) -> AgentView | None:
-    """Least-loaded Ready matching agent with room; ties by name for determinism."""
+    """Least-loaded Ready matching agent with room. Ties go to the agent with the fewest capabilities,
+    so generalist work does not take the only specialist; then by name, for determinism."""
     fits = [a for a in agents if a.ready and matches(a, role, capabilities) and a.load < a.max_concurrent]
-    return min(fits, key=lambda a: (a.load / a.max_concurrent, a.load, a.name), default=None)
+    return min(fits, key=lambda a: (a.load / a.max_concurrent, a.load, len(a.capabilities), a.name), default=None)
 
 
 def plan_assignments(tasks: list[TaskView], agents: list[AgentView]) -> AssignmentPlan:
-    """Assign backlog tasks, higher priority first, then older first, within each agent's capacity."""
+    """Assign backlog tasks, higher priority first, then older first, within each agent's capacity.
+
+    Pure: works on copies, so the caller's AgentViews keep their loads and the same input always
+    gives the same plan.
+    """
+    agents = [replace(a) for a in agents]
     plan = AssignmentPlan()
     by_name = {a.name: a for a in agents}
     for task in sorted(tasks, key=lambda t: (-t.priority, t.created, t.name)):

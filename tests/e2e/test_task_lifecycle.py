@@ -173,12 +173,12 @@ def test_identity_cannot_be_forged(team: str, operator) -> None:
     assert proc.returncode != 0 and "spec.by must be the requesting user (mallory)" in proc.stderr
     # mallory may edit tasks but not approve them, even in her own name.
     proc = kubectl("patch", "agenttask", "t5", "-n", ns, "--type=merge", "-p",
-                   '{"spec":{"approvals":[{"approver":"mallory","decision":"Approved"}]}}',
+                   '{"spec":{"approvals":[{"id":"m1","approver":"mallory","decision":"Approved"}]}}',
                    as_user=OUTSIDER, check=False)
     assert proc.returncode != 0 and "mallory may not approve agenttasks" in proc.stderr
     # bob may approve, but not in alice's name.
     proc = kubectl("patch", "agenttask", "t5", "-n", ns, "--type=merge", "-p",
-                   '{"spec":{"approvals":[{"approver":"alice","decision":"Approved"}]}}',
+                   '{"spec":{"approvals":[{"id":"b1","approver":"alice","decision":"Approved"}]}}',
                    as_user=APPROVER, check=False)
     assert proc.returncode != 0 and "must name the requesting user (bob)" in proc.stderr
     # Recorded decisions cannot be removed.
@@ -186,6 +186,16 @@ def test_identity_cannot_be_forged(team: str, operator) -> None:
     proc = kubectl("patch", "agenttask", "t5", "-n", ns, "--type=merge", "-p", '{"spec":{"approvals":[]}}',
                    as_user=APPROVER, check=False)
     assert proc.returncode != 0 and "append-only" in proc.stderr
+    # Replaying bob's decision is refused: the same id is a duplicate, a new id is mallory's own.
+    bobs = kget("agenttask", "t5", ns)["spec"]["approvals"][0]
+    replay = [bobs, dict(bobs)]
+    proc = kubectl("patch", "agenttask", "t5", "-n", ns, "--type=merge", "-p",
+                   json.dumps({"spec": {"approvals": replay}}), as_user=OUTSIDER, check=False)
+    assert proc.returncode != 0 and "Duplicate value" in proc.stderr
+    replay[1] = {**bobs, "id": "replayed"}
+    proc = kubectl("patch", "agenttask", "t5", "-n", ns, "--type=merge", "-p",
+                   json.dumps({"spec": {"approvals": replay}}), as_user=OUTSIDER, check=False)
+    assert proc.returncode != 0 and "requesting user (mallory)" in proc.stderr
 
 
 def test_agent_service_account_moves_only_its_own_tasks(team: str, operator) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -100,8 +101,8 @@ def _approve(args: argparse.Namespace) -> int:
     user = current_user()
 
     def mutate(obj: dict[str, Any]) -> None:
-        entry: dict[str, Any] = {"approver": user, "decision": args.decision, "reason": args.reason,
-                                 "transition": args.transition}
+        entry: dict[str, Any] = {"id": f"{int(time.time())}-{secrets.token_hex(4)}", "approver": user,
+                                 "decision": args.decision, "reason": args.reason, "transition": args.transition}
         if args.group:
             entry["groups"] = list(args.group)
         obj["spec"].setdefault("approvals", []).append(entry)

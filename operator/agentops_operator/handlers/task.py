@@ -31,6 +31,16 @@ _ns_guard = threading.Lock()
 JOB_POLL_SECONDS = 5.0
 BACKLOG_POLL_SECONDS = 5.0
 MAX_HANDOFFS = 20
+# Status must stay far below etcd's 1.5 MB object limit: history copies are truncated (the full text
+# stays in spec and in the Events).
+MAX_TEXT = 1024
+MAX_MESSAGE = 512
+
+
+def _clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
 POLICY_LABEL = "agentops.dev/gate-policy"
 _policy_adapter = TypeAdapter(list[TransitionGates])
 
@@ -161,29 +171,28 @@ def _full_replace(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 def _sync_approvals(pend: Pending, spec: AgentTaskSpec) -> None:
     """Record when each decision was first seen: the audit trail's 'when' is the operator's clock."""
-    seen = pend.status.get("approvals") or []
-    keys = {(a["approver"], a["decision"], a.get("reason", ""), a["transition"]) for a in seen}
-    out = list(seen)
+    seen = list(pend.status.get("approvals") or [])
+    ids = {a.get("id") for a in seen}
     for a in spec.approvals:
-        k = (a.approver, a.decision, a.reason, a.transition)
-        if k not in keys:
-            keys.add(k)
-            out.append({"approver": a.approver, "decision": a.decision, "reason": a.reason,
-                        "transition": a.transition, "observedAt": now_iso(pend.now)})
-            pend.events.append(("Normal", "ApprovalRecorded",
-                                f"{a.decision} by {a.approver} for {a.transition}: {a.reason or 'no reason'}"))
-    if out:
-        pend.status["approvals"] = out
+        if a.id in ids:
+            continue
+        ids.add(a.id)
+        seen.append({"id": a.id, "approver": a.approver, "decision": a.decision,
+                     "reason": _clip(a.reason, MAX_MESSAGE), "transition": a.transition,
+                     "observedAt": now_iso(pend.now)})
+        pend.events.append(("Normal", "ApprovalRecorded",
+                            f"{a.decision} by {a.approver} for {a.transition}: {a.reason or 'no reason'}"))
+    if seen:
+        pend.status["approvals"] = seen[-100:]
 
 
 def _approval_views(pend: Pending, spec: AgentTaskSpec) -> list[taskflow.ApprovalView]:
-    groups = {(a.approver, a.decision, a.reason, a.transition): tuple(a.groups) for a in spec.approvals}
-    views = []
-    for a in pend.status.get("approvals") or []:
-        k = (a["approver"], a["decision"], a.get("reason", ""), a["transition"])
-        views.append(taskflow.ApprovalView(a["approver"], a["decision"], a.get("reason", ""), a["transition"],
-                                           groups.get(k, ()), _ts(a["observedAt"]) or pend.now))
-    return views
+    groups = {a.id: tuple(a.groups) for a in spec.approvals}
+    return [
+        taskflow.ApprovalView(a["approver"], a["decision"], a.get("reason", ""), a["transition"],
+                              groups.get(a.get("id"), ()), _ts(a["observedAt"]) or pend.now)
+        for a in pend.status.get("approvals") or []
+    ]
 
 
 def _role_users(ns: str, roles: list[str]) -> set[str]:
@@ -535,12 +544,15 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
     frm = st.get("phase", Phase.BACKLOG.value)
     if st.get("assignee"):
         pend.touched_agents.add(st["assignee"])
-    entry: dict[str, Any] = {"from": frm, "to": to.value, "at": now_iso(now), "by": by,
-                             "gates": [{k: v for k, v in g.items() if v is not None} for g in gates]}
+    entry: dict[str, Any] = {
+        "from": frm, "to": to.value, "at": now_iso(now), "by": by,
+        "gates": [{k: (_clip(v, MAX_MESSAGE) if k == "message" else v) for k, v in g.items() if v is not None}
+                  for g in gates],
+    }
     if spec.output:
-        entry["output"] = spec.output
+        entry["output"] = _clip(spec.output)
     if spec.notes or notes:
-        entry["notes"] = notes or spec.notes
+        entry["notes"] = _clip(notes or spec.notes)
     if to == Phase.DEPLOYED and spec.deploy:
         ref = "@".join(x for x in (spec.deploy.version, spec.deploy.image) if x)
         st["deployRef"] = ref
@@ -586,15 +598,15 @@ def _handoff(pend: Pending, spec: AgentTaskSpec, to: Phase, notes: str | None, r
         pend.events.append(("Warning", "NoAgentForStage",
                             f"no Ready agent with role {stage.role} for stage {stage.name}; {previous} keeps it"))
     outputs = [h["output"] for h in st.get("history") or [] if h.get("output")]
-    record: dict[str, Any] = {"stage": stage.name, "at": now_iso(pend.now), "outputs": sorted(set(outputs))}
+    record: dict[str, Any] = {"stage": stage.name, "at": now_iso(pend.now), "outputs": sorted(set(outputs))[-10:]}
     if previous:
         record["fromAgent"] = previous
     if target:
         record["toAgent"] = target
     if notes or spec.notes:
-        record["notes"] = notes or spec.notes
+        record["notes"] = _clip(notes or spec.notes)
     if rejections:
-        record["rejections"] = rejections
+        record["rejections"] = [_clip(r, MAX_MESSAGE) or "" for r in rejections[:10]]
     st["handoffs"] = [*(st.get("handoffs") or []), record][-MAX_HANDOFFS:]
     st["stage"] = stage.name
     if target:

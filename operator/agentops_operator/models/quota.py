@@ -7,30 +7,81 @@ from typing import Literal
 
 from pydantic import Field
 
+from ..quotaledger import MAX_LIMIT, MAX_RESERVATIONS
+from ..quotawindow import WINDOW_PATTERN
 from .base import Condition, CRDInfo, K8sModel, LabelSelector, PrinterColumn, conditions_field
 
 
 class QuotaSpec(K8sModel):
     resource: str = Field(
-        description="Resource key consumed, e.g. publish, api-calls, tokens.", pattern=r"^[a-z0-9.-]{1,63}$"
+        description="Resource key consumed, e.g. publish, api-calls, tokens; AgentTask costs name it.",
+        pattern=r"^[a-z0-9.-]{1,63}$",
     )
-    limit: int = Field(ge=0, description="Units allowed per window.")
+    limit: int = Field(ge=0, le=MAX_LIMIT, description="Units allowed per window.")
     window: str = Field(
         default="daily",
-        description="hourly, daily, weekly (from Monday), monthly, or a rolling duration such as 1h or 24h.",
-        pattern=r"^(hourly|daily|weekly|monthly|([0-9]+[smhd])+)$",
+        description=(
+            "Calendar period hourly, daily, weekly (from Monday) or monthly, reset at local wall-clock "
+            "boundaries in timeZone; or a rolling duration such as 90s, 15m, 1h, 24h, 7d, 1h30m (parts d, h, "
+            "m, s in that order, at most 366d), i.e. fixed-length windows from the Quota's creation."
+        ),
+        max_length=32,
+        pattern=WINDOW_PATTERN,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.matches('^[a-z]+$') || self.matches('[1-9]')", "message": "a rolling window must be > 0"}
+            ]
+        },
     )
-    time_zone: str = Field(default="UTC", description="IANA time zone of calendar windows.", max_length=64)
-    selector: LabelSelector | None = Field(default=None, description="Tasks and agents that consume it.")
-    enforcement: Literal["Hard", "Soft"] = Field(default="Hard", description="Hard refuses; Soft allows and warns.")
-    warning_percent: int = Field(default=80, ge=1, le=100, description="Warn at this share of the limit.")
+    time_zone: str = Field(
+        default="UTC",
+        description="IANA time zone of calendar windows, e.g. Europe/Berlin; daylight-saving safe.",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$",
+    )
+    selector: LabelSelector | None = Field(
+        default=None, description="Which AgentTasks (by label) consume it; unset selects all in the namespace."
+    )
+    enforcement: Literal["Hard", "Soft"] = Field(
+        default="Hard", description="Hard refuses what would exceed the limit; Soft allows it and warns."
+    )
+    warning_percent: int = Field(
+        default=80, ge=1, le=100, description="Set the Warning condition at this share of the limit."
+    )
+
+
+class QuotaReservation(K8sModel):
+    holder: str = Field(description="Who holds it, e.g. AgentTask/<name>/<uid>/<move>/<round>.", max_length=512)
+    amount: int = Field(ge=1, description="Units held until commit or release.")
+    at: datetime = Field(description="When it was reserved.")
+    reason: str = Field(default="", description="Why (the move it is for).", max_length=256)
+
+
+class QuotaReset(K8sModel):
+    at: datetime = Field(description="When the reset was written.")
+    window_start: datetime = Field(description="Start of the window it opened.")
+    previous_window_start: datetime = Field(description="Start of the window it closed.")
+    previous_reset_at: datetime = Field(description="When the closed window ended.")
+    used_before: int = Field(description="Units used in the closed window.")
+    windows_elapsed: int = Field(description="Window boundaries passed; above 1 means resets were caught up.")
+    by: str = Field(description="operator, or the client whose call rolled the window over.")
+    event_recorded: bool = Field(default=False, description="Whether the QuotaReset Event was recorded.")
 
 
 class QuotaStatus(K8sModel):
-    used: int = Field(default=0, description="Units committed in the current window.")
-    remaining: int | None = Field(default=None, description="limit - used - reserved.")
+    used: int = Field(default=0, ge=0, description="Units committed in the current window.")
+    reserved: int = Field(default=0, ge=0, description="Units held by reservations (moves in progress).")
+    remaining: int | None = Field(default=None, ge=0, description="limit - used - reserved, at least 0.")
     window_start: datetime | None = Field(default=None, description="Start of the current window.")
     reset_at: datetime | None = Field(default=None, description="When used resets.")
+    window_spec: str | None = Field(default=None, description="window and timeZone the current window follows.")
+    reservations: list[QuotaReservation] = Field(
+        default_factory=list,
+        description="Outstanding reservations, one per holder; they survive resets and commit into the new window.",
+        max_length=MAX_RESERVATIONS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["holder"]},
+    )
+    last_reset: QuotaReset | None = Field(default=None, description="The latest reset.")
     observed_generation: int | None = Field(default=None, description="Last generation reconciled.")
     conditions: list[Condition] = conditions_field("quota")
 
@@ -46,9 +97,12 @@ CRD = CRDInfo(
     printer_columns=(
         PrinterColumn("Resource", ".spec.resource"),
         PrinterColumn("Used", ".status.used", type="integer"),
+        PrinterColumn("Reserved", ".status.reserved", type="integer", priority=1),
         PrinterColumn("Limit", ".spec.limit", type="integer"),
         PrinterColumn("Window", ".spec.window"),
-        PrinterColumn("Resets", ".status.resetAt", type="date"),
+        PrinterColumn("Enforcement", ".spec.enforcement", priority=1),
+        PrinterColumn("Exhausted", ".status.conditions[?(@.type=='Exhausted')].status"),
+        PrinterColumn("Resets", ".status.resetAt", description="When used resets (RFC 3339, UTC)."),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
 )

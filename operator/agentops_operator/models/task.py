@@ -103,6 +103,10 @@ class Cost(K8sModel):
 
 
 class Approval(K8sModel):
+    id: str = Field(
+        description="Unique id of this decision (the CLI generates one); entries are keyed by it.",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+    )
     approver: str = Field(description="Username of the approver; admission checks it is the caller.")
     decision: Literal["Approved", "Rejected"] = Field(description="The approver's decision.")
     reason: str = Field(default="", description="Why.", max_length=4096)
@@ -149,8 +153,15 @@ class AgentTaskSpec(K8sModel):
         default=None, description="Gate overrides per move; unset moves use the default policy."
     )
     costs: list[Cost] = Field(default_factory=list, description="Quota consumed by moves.")
-    approvals: list[Approval] = Field(default_factory=list, description="Approval decisions.", max_length=100)
-    history_limit: int = Field(default=50, ge=1, le=500, description="Transitions kept in status.history.")
+    approvals: list[Approval] = Field(
+        default_factory=list,
+        description="Approval decisions, append-only (admission-checked), unique by id.",
+        max_length=100,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
+    )
+    history_limit: int = Field(
+        default=50, ge=1, le=200, description="Transitions kept in status.history (all are also Events)."
+    )
 
 
 class GateResult(K8sModel):
@@ -195,6 +206,7 @@ class Reservation(K8sModel):
 
 
 class ObservedApproval(K8sModel):
+    id: str = Field(description="Id of the decision in spec.approvals.")
     approver: str = Field(description="Who.")
     decision: str = Field(description="Approved or Rejected.")
     reason: str = Field(default="", description="Why.")

@@ -1,0 +1,361 @@
+"""Pure Quota ledger: how one operation changes a Quota's status, and the conditions it implies. No I/O.
+
+`quota_client` runs `apply` under optimistic concurrency (read, compute here, write with the read
+resourceVersion, start over on 409), so every function here must be deterministic in its inputs.
+
+Ledger fields (written by clients and the operator): used, reserved, remaining, windowStart,
+resetAt, windowSpec, reservations, lastReset. Conditions and observedGeneration are the operator's.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .conditions import get_condition, now_iso, set_condition
+from .quotawindow import (
+    Enforcement,
+    Window,
+    WindowSpec,
+    decide,
+    parse_window,
+    usage_state,
+    window_at,
+    windows_elapsed,
+    zone,
+)
+
+LEDGER_KEYS = ("used", "reserved", "remaining", "windowStart", "resetAt", "windowSpec", "reservations", "lastReset")
+MAX_RESERVATIONS = 256  # bounded: status must stay small; beyond it reserve refuses
+MAX_LIMIT = 10**15  # below 2**53 so every client's JSON numbers stay exact
+
+
+@dataclass(frozen=True)
+class QuotaView:
+    """The parts of a Quota's spec and metadata the ledger needs, validated."""
+
+    resource: str
+    limit: int
+    window: WindowSpec
+    time_zone: str
+    enforcement: Enforcement
+    warning_percent: int
+    anchor: datetime  # creationTimestamp: rolling windows are k * duration after it
+
+    @property
+    def window_key(self) -> str:
+        return f"{self.window.text} {self.time_zone}"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def view(obj: dict[str, Any]) -> QuotaView:
+    """Validate a Quota object; ValueError says which field is wrong and why."""
+    spec = obj.get("spec") or {}
+    try:
+        window = parse_window(spec.get("window", "daily"))
+    except ValueError as exc:
+        raise ValueError(f"spec.window: {exc}") from exc
+    tz = spec.get("timeZone", "UTC")
+    try:
+        zone(tz)
+    except ValueError as exc:
+        raise ValueError(f"spec.timeZone: {exc}") from exc
+    limit = spec.get("limit")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_LIMIT:
+        raise ValueError(f"spec.limit: expected an integer from 0 to {MAX_LIMIT}, got {limit!r}")
+    enforcement = spec.get("enforcement", "Hard")
+    if enforcement not in ("Hard", "Soft"):
+        raise ValueError(f"spec.enforcement: expected Hard or Soft, got {enforcement!r}")
+    warn = spec.get("warningPercent", 80)
+    if not isinstance(warn, int) or not 1 <= warn <= 100:
+        raise ValueError(f"spec.warningPercent: expected 1..100, got {warn!r}")
+    anchor = parse_time(obj["metadata"]["creationTimestamp"])
+    assert anchor is not None
+    return QuotaView(
+        resource=str(spec.get("resource", "")),
+        limit=limit,
+        window=window,
+        time_zone=tz,
+        enforcement=enforcement,
+        warning_percent=warn,
+        anchor=anchor,
+    )
+
+
+# ---- operations ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Consume:
+    amount: int
+    by: str = ""
+
+
+@dataclass(frozen=True)
+class Reserve:
+    holder: str
+    amount: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Commit:
+    holder: str
+
+
+@dataclass(frozen=True)
+class Release:
+    holder: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """Would `amount` be granted now? Never writes anything."""
+
+    amount: int
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Only initialise, roll over or reshape the window (the operator's periodic write)."""
+
+    by: str = "operator"
+
+
+@dataclass(frozen=True)
+class AnnounceReset:
+    """Mark a client's rollover as announced; granted only for the caller that flips the flag."""
+
+    window_start: str
+
+
+Op = Consume | Reserve | Commit | Release | Check | Settle | AnnounceReset
+
+
+@dataclass(frozen=True)
+class Result:
+    status: dict[str, Any]  # the whole ledger after the operation
+    patch: dict[str, Any]  # merge patch of the ledger keys that changed; {} means nothing to write
+    granted: bool
+    over_limit: bool
+    message: str
+    rolled: dict[str, Any] | None  # the lastReset record when this operation rolled the window over
+
+    @property
+    def used(self) -> int:
+        return int(self.status["used"])
+
+    @property
+    def remaining(self) -> int:
+        return int(self.status["remaining"])
+
+    @property
+    def reserved(self) -> int:
+        return int(self.status["reserved"])
+
+    @property
+    def reset_at(self) -> datetime | None:
+        return parse_time(self.status.get("resetAt"))
+
+
+def _who(op: Op) -> str:
+    if isinstance(op, Settle):
+        return op.by
+    if isinstance(op, AnnounceReset):
+        return "operator"
+    if isinstance(op, Consume):
+        return f"client:{op.by}" if op.by else "client"
+    if isinstance(op, Reserve | Commit | Release):
+        return f"client:{op.holder}"
+    return "client"
+
+
+def settle(v: QuotaView, status: dict[str, Any], now: datetime, by: str) -> tuple[dict[str, Any], dict | None]:
+    """The ledger as of `now`: window initialised, rolled over after resetAt, or reshaped after a spec change.
+
+    A rollover resets `used` and keeps reservations: moves already admitted will commit into the new
+    window, so their units must stay held there.
+    """
+    led: dict[str, Any] = {k: copy.deepcopy(status[k]) for k in LEDGER_KEYS if k in status}
+    led["used"] = int(led.get("used") or 0)
+    led["reservations"] = list(led.get("reservations") or [])
+    window: Window | None = window_at(v.window, v.time_zone, now, v.anchor)
+    assert window is not None
+    start, reset_at = parse_time(led.get("windowStart")), parse_time(led.get("resetAt"))
+    rolled = None
+    if start is None or reset_at is None:
+        pass  # first write: adopt the current window
+    elif now >= reset_at:
+        elapsed = max(1, windows_elapsed(v.window, v.time_zone, start, now, v.anchor))
+        rolled = {
+            "at": now_iso(now),
+            "windowStart": now_iso(window.start),
+            "previousWindowStart": now_iso(start),
+            "previousResetAt": now_iso(reset_at),
+            "usedBefore": led["used"],
+            "windowsElapsed": elapsed,
+            "by": by,
+        }
+        # The operator emits its own Event right away, a client's rollover is announced by the
+        # operator later; a window in which nothing was used ends without an Event (no noise).
+        rolled["eventRecorded"] = by == "operator" or not worth_announcing(rolled)
+        led["used"] = 0
+        led["lastReset"] = rolled
+    elif led.get("windowSpec") == v.window_key:
+        # Same spec and not yet due: keep the stored window even if this caller's clock lags.
+        window = None
+    # else the window or time zone changed: adopt the new window and keep what was used.
+    if window is not None:
+        led["windowStart"] = now_iso(window.start)
+        led["resetAt"] = now_iso(window.end)
+    led["windowSpec"] = v.window_key
+    _derive(v, led)
+    return led, rolled
+
+
+def _derive(v: QuotaView, led: dict[str, Any]) -> None:
+    led["reserved"] = sum(int(r["amount"]) for r in led["reservations"])
+    led["remaining"] = max(0, v.limit - led["used"] - led["reserved"])
+
+
+def _patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    patch = {k: new[k] for k in LEDGER_KEYS if k in new and old.get(k) != new[k]}
+    patch.update({k: None for k in LEDGER_KEYS if k in old and k not in new})
+    return patch
+
+
+def _summary(v: QuotaView, led: dict[str, Any]) -> str:
+    return f"({led['used']}/{v.limit} {v.resource} used, {led['reserved']} reserved); resets at {led['resetAt']}"
+
+
+def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime) -> Result:
+    """Apply one operation to a Quota's status as of `now`."""
+    led, rolled = settle(v, status, now, _who(op))
+    granted, over, message = True, False, ""
+    if isinstance(op, Consume | Check):
+        d = decide(v.limit, led["used"], led["reserved"], op.amount, v.enforcement)
+        granted, over = d.granted, d.over_limit
+        if granted and isinstance(op, Consume):
+            led["used"] += op.amount
+        verb = "would be granted" if isinstance(op, Check) else "granted"
+        message = f"{verb} {op.amount}" if granted else d.reason
+        if granted and over:
+            message += f" over the {v.enforcement.lower()} limit"
+    elif isinstance(op, Reserve):
+        mine = next((r for r in led["reservations"] if r["holder"] == op.holder), None)
+        if mine is not None:
+            message = f"already reserved {mine['amount']} for {op.holder}"  # idempotent per holder
+        elif len(led["reservations"]) >= MAX_RESERVATIONS:
+            granted, message = False, f"TooManyReservations: {MAX_RESERVATIONS} reservations outstanding"
+        else:
+            d = decide(v.limit, led["used"], led["reserved"], op.amount, v.enforcement)
+            granted, over = d.granted, d.over_limit
+            if granted:
+                led["reservations"].append(
+                    {"holder": op.holder, "amount": op.amount, "at": now_iso(now), "reason": op.reason[:256]}
+                )
+                message = f"reserved {op.amount} for {op.holder}"
+            else:
+                message = d.reason
+    elif isinstance(op, Commit | Release):
+        mine = next((r for r in led["reservations"] if r["holder"] == op.holder), None)
+        if mine is None:
+            message = f"no reservation held by {op.holder}"  # already committed or released: idempotent
+        else:
+            led["reservations"].remove(mine)
+            if isinstance(op, Commit):
+                led["used"] += int(mine["amount"])
+                message = f"committed {mine['amount']} for {op.holder}"
+            else:
+                message = f"released {mine['amount']} for {op.holder}"
+    elif isinstance(op, AnnounceReset):
+        last = led.get("lastReset")
+        granted = bool(last and not last.get("eventRecorded") and last.get("windowStart") == op.window_start)
+        if granted:
+            led["lastReset"] = {**last, "eventRecorded": True}
+    _derive(v, led)
+    message = f"{message} {_summary(v, led)}" if message else _summary(v, led)
+    patch = {} if isinstance(op, Check) else _patch(status, led)
+    return Result(status=led, patch=patch, granted=granted, over_limit=over, message=message, rolled=rolled)
+
+
+# ---- conditions ------------------------------------------------------------------------------
+
+Event = tuple[str, str, str]  # (type, reason, message)
+
+
+def conditions(
+    v: QuotaView, status: dict[str, Any], generation: int | None, now: datetime
+) -> tuple[list[dict[str, Any]], list[Event]]:
+    """Ready, Exhausted and Warning from the ledger, plus the Events their transitions call for.
+
+    Condition messages carry no live counts, so they change only when a condition flips or the
+    window moves: the operator writes conditions a few times per window, not once per grant.
+    """
+    old = status.get("conditions") or []
+    used, reserved = int(status.get("used") or 0), int(status.get("reserved") or 0)
+    taken = used + reserved
+    exhausted, warning = usage_state(used, reserved, v.limit, v.warning_percent)
+    soft_over = v.enforcement == "Soft" and taken > v.limit
+    until = f"until {status.get('resetAt')}"
+    of_limit = f"{v.limit} {v.resource}"
+    conds = set_condition(old, "Ready", True, "Valid", f"{v.window.text} window in {v.time_zone}", generation, now)
+    if soft_over:
+        ex = ("SoftLimitExceeded", f"over the soft limit of {of_limit}; still allowing, with warnings, {until}")
+    elif exhausted:
+        verb = "refusing more" if v.enforcement == "Hard" else "further use exceeds the soft limit"
+        ex = ("LimitReached", f"limit of {of_limit} reached; {verb} {until}")
+    else:
+        ex = ("WithinLimit", f"below the limit of {of_limit}")
+    conds = set_condition(conds, "Exhausted", exhausted, *ex, generation, now)
+    if soft_over:
+        warn = ("SoftLimitExceeded", f"over the soft limit of {of_limit} {until}")
+    elif warning:
+        warn = ("AboveThreshold", f"at or above {v.warning_percent}% of {of_limit} {until}")
+    else:
+        warn = ("BelowThreshold", f"below {v.warning_percent}% of {of_limit}")
+    conds = set_condition(conds, "Warning", warning, *warn, generation, now)
+
+    pct = f"{taken * 100 // v.limit}%" if v.limit else "no limit left"
+    usage = f"{used} used + {reserved} reserved of {of_limit} ({pct}); resets at {status.get('resetAt')}"
+    before_ex, before_w = get_condition(old, "Exhausted"), get_condition(old, "Warning")
+    was_exhausted = bool(before_ex and before_ex.get("status") == "True")
+    was_warning = bool(before_w and before_w.get("status") == "True")
+    was_soft_over = bool(before_w and before_w.get("reason") == "SoftLimitExceeded")
+    events: list[Event] = []
+    if soft_over and not was_soft_over:
+        events.append(("Warning", "QuotaSoftLimitExceeded", f"soft limit exceeded, still allowing: {usage}"))
+    elif exhausted and not was_exhausted:
+        events.append(("Warning", "QuotaExhausted", f"{ex[1]}: {usage}"))
+    elif warning and not was_warning:
+        events.append(("Warning", "QuotaWarning", f"usage reached the {v.warning_percent}% threshold: {usage}"))
+    return conds, events
+
+
+def invalid_conditions(
+    status: dict[str, Any], message: str, generation: int | None, now: datetime
+) -> list[dict[str, Any]]:
+    return set_condition(status.get("conditions"), "Ready", False, "InvalidSpec", message, generation, now)
+
+
+def worth_announcing(rolled: dict[str, Any]) -> bool:
+    """Whether a reset deserves a QuotaReset Event: something was used, or resets were missed."""
+    return int(rolled.get("usedBefore", 0)) > 0 or int(rolled.get("windowsElapsed", 1)) > 1
+
+
+def reset_message(rolled: dict[str, Any]) -> str:
+    """Text of the QuotaReset Event, saying so when resets were missed (operator downtime)."""
+    msg = (
+        f"window {rolled['previousWindowStart']} - {rolled['previousResetAt']} ended; "
+        f"used {rolled['usedBefore']} reset to 0; new window from {rolled['windowStart']}"
+    )
+    if rolled.get("windowsElapsed", 1) > 1:
+        msg += f"; caught up {rolled['windowsElapsed'] - 1} missed reset(s) (reset at {rolled['at']})"
+    if not str(rolled.get("by", "")).startswith("operator"):
+        msg += f"; rolled over by {rolled['by']}"
+    return msg
