@@ -66,8 +66,14 @@ lint: setup ## ruff
 unit: setup ## unit tests (no cluster)
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
+.PHONY: e2e-deps
+e2e-deps: ## system packages the e2e tests use (Debian's prometheus, for the Agent analysis provider)
+	@command -v prometheus >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus; }
+
 .PHONY: e2e
-e2e: install ## e2e tests against the cluster
+e2e: install e2e-deps ## e2e tests against the cluster
 	$(VENV)/bin/pytest tests/e2e -q $(PYTEST_ARGS)
 
 .PHONY: test

@@ -725,7 +725,7 @@ def plan(inp: PlanInputs) -> Plan:
     # Commands nobody could use are still acknowledged, so the CLI does not wait forever.
     for cmd in list(b.pending):
         b.ack(cmd, False, f"{cmd.verb.value}: nothing to {cmd.verb.value} in phase {result.phase.value}")
-    return result
+    return replace(result, acks=tuple(b.acks))
 
 
 def _forget_stale_rejection(b: _Builder) -> None:
@@ -853,7 +853,7 @@ def _finish(
     rolled_back = s.rejected_revision is not None and s.reason is not None
     conditions = (
         ConditionSpec(
-            "Available",
+            "Ready",
             serving_available >= 1 or b.total == 0,
             "MinimumReplicasAvailable" if serving_available >= 1 or b.total == 0 else "NoReplicasAvailable",
             f"{serving_available} serving replicas available",
@@ -959,6 +959,11 @@ def _plan_idle_or_direct(b: _Builder, target: str) -> Plan:
     return _finish(b, phase=Phase.PROGRESSING, reason=Reason.SCALING.value,
                    message=f"revision {target}: {b.available(target)}/{b.total} available",
                    deployments=deps, target=target, active=active)
+
+
+def _clock(now: datetime, seconds: float) -> str:
+    """An absolute time for messages: a countdown would change status on every reconcile."""
+    return (now + timedelta(seconds=seconds)).strftime("%H:%M:%SZ")
 
 
 def _deadline_or_wait(b: _Builder) -> bool:
@@ -1108,7 +1113,7 @@ def _plan_canary(b: _Builder, target: str) -> Plan:
                 continue
             b.wake_in(left)
             return result(Phase.PAUSED, Reason.PAUSED_BY_STEP.value,
-                          f"step {idx + 1}/{len(steps)}: paused, {left:.0f}s left", weight,
+                          f"step {idx + 1}/{len(steps)}: paused until {_clock(b.now, left)}", weight,
                           paused=Reason.PAUSED_BY_STEP.value)
         # Analysis step
         run = _analysis_run(b, f"{target}/step-{idx}/{b.state.attempt}")
@@ -1145,12 +1150,15 @@ def _analysis_outcome(b: _Builder, target: str, verdict: AnalysisVerdict, spec: 
         _reject(b, target, reason, f"{where}: {verdict.message}")
         return "fail"
     if verdict.phase is AnalysisPhase.INCONCLUSIVE:
-        if b.state.last_analysis_phase is not AnalysisPhase.INCONCLUSIVE:
+        s = b.state
+        already = (s.last_analysis is not None and s.analysis is not None
+                   and s.last_analysis.run_id == s.analysis.run_id
+                   and s.last_analysis_phase is AnalysisPhase.INCONCLUSIVE)
+        if not already:  # one Event per run, not one per reconcile
             b.event(Reason.ANALYSIS_INCONCLUSIVE.value, f"{where}: {verdict.message}; waiting for promote/abort",
                     warning=True)
         _conclude_analysis(b, verdict)
         return "inconclusive"
-    b.state = replace(b.state, last_analysis_phase=AnalysisPhase.RUNNING, last_analysis_message=verdict.message)
     if verdict.next_due is not None:
         b.wake_at(verdict.next_due)
     # Also look again soon: async providers (Jobs) finish on their own schedule.
@@ -1263,7 +1271,7 @@ def _plan_blue_green(b: _Builder, target: str) -> Plan:
             if wait > 0:
                 b.wake_in(wait)
                 return result(Phase.PAUSED, Reason.WAITING_AUTO_PROMOTION.value,
-                              f"preview {target} ready; auto-promotion in {wait:.0f}s",
+                              f"preview {target} ready; auto-promotion at {_clock(b.now, wait)}",
                               preview_replicas=preview_n, active=stable,
                               paused=Reason.WAITING_AUTO_PROMOTION.value)
             go_promoting("auto-promotion")

@@ -1,9 +1,22 @@
-"""`kubectl agentops agent ...` (rollout verbs are added with the Agent rollout work)."""
+"""`kubectl agentops agent ...`: rollout status and the verbs promote / abort / retry / undo.
+
+Verbs are declarative: each sets one annotation on the Agent, ``agentops.dev/<verb>``, to a JSON
+command with a fresh id (``{"id": "...", "full": true}``). The operator handles each id once and
+records the outcome in ``status.acknowledgedCommands``; this command waits for that record. The
+spec is never touched, so GitOps tools see no drift from a verb, and the API server's RBAC on
+``patch agents`` decides who may drive rollouts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import secrets
+import sys
+import time
 from typing import Any
+
+from .. import GROUP, VERSION
 
 
 def register(sub: Any) -> None:
@@ -11,18 +24,128 @@ def register(sub: Any) -> None:
     asub = p.add_subparsers(dest="verb", required=True)
     s = asub.add_parser("status", help="show an Agent's rollout status")
     s.add_argument("name")
+    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
     s.set_defaults(func=_status)
+    for verb, helptext in (
+        ("promote", "complete the current step (a pause, an inconclusive analysis) or, with --full, all steps"),
+        ("abort", "abort the rollout: the canary / preview goes to zero, the stable revision keeps serving"),
+        ("retry", "roll the desired revision out again after an abort or rollback"),
+        ("undo", "serve an older revision (default: the one before the stable one)"),
+    ):
+        v = asub.add_parser(verb, help=helptext, description=helptext)
+        v.add_argument("name")
+        if verb == "promote":
+            v.add_argument("--full", action="store_true", help="skip all remaining steps and analyses")
+        if verb == "undo":
+            v.add_argument("--to-revision", type=int, default=None, help="revision number (see `agent status`)")
+        v.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the operator (0: don't)")
+        v.set_defaults(func=_verb, command=verb)
+
+
+def _verb(args: argparse.Namespace) -> int:
+    from kubernetes.client.rest import ApiException
+
+    from .. import agent_workload as wl
+    from .. import kube
+    from .. import rollout as ro
+    from .common import api_error, fail, namespace
+
+    ns = namespace(args)
+    verb = ro.Verb(args.command)
+    nonce = f"{int(time.time() * 1000)}-{secrets.token_hex(3)}"
+    value = wl.encode_command(nonce, full=bool(getattr(args, "full", False)),
+                              to_revision=getattr(args, "to_revision", None))
+    try:
+        kube.custom().patch_namespaced_custom_object(
+            GROUP, VERSION, ns, "agents", args.name,
+            {"metadata": {"annotations": {wl.command_annotation(verb): value}}},
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return fail(f"agent {args.name} not found in {ns}")
+        return api_error(exc)
+    if args.timeout <= 0:
+        print(f"{verb.value} requested for agent {args.name} (id {nonce})")
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        obj = kube.get_custom("agents", ns, args.name)
+        if obj is None:
+            return fail(f"agent {args.name} disappeared")
+        for ack in (obj.get("status") or {}).get("acknowledgedCommands") or []:
+            if ack.get("verb") == verb.value and ack.get("id") == nonce:
+                print(f"{args.name}: {ack.get('message', '')}")
+                return 0 if ack.get("applied") else 1
+        time.sleep(0.3)
+    return fail(f"the operator has not acknowledged {verb.value} (id {nonce}) within {args.timeout:g}s")
 
 
 def _status(args: argparse.Namespace) -> int:
     from .. import kube
     from .common import fail, namespace
 
-    obj = kube.get_custom("agents", namespace(args), args.name)
+    ns = namespace(args)
+    obj = kube.get_custom("agents", ns, args.name)
     if obj is None:
         return fail(f"agent {args.name} not found")
     st = obj.get("status") or {}
-    print(f"{args.name}: phase={st.get('phase')} ready={st.get('readyReplicas', 0)}/{obj['spec'].get('replicas')}")
+    history = _history(ns, args.name, obj["metadata"]["uid"])
+    if args.output == "json":
+        json.dump({"status": st, "revisions": history}, sys.stdout, indent=2, default=str)
+        print()
+        return 0
+    spec = obj.get("spec") or {}
+    print(f"{args.name}: phase={st.get('phase')} ({st.get('reason', '')}) "
+          f"ready={st.get('readyReplicas', 0)}/{st.get('desiredReplicas', spec.get('replicas'))} "
+          f"strategy={(spec.get('strategy') or {}).get('type', 'rolling')}")
+    if st.get("message"):
+        print(f"  {st['message']}")
+    numbers = {h["revision"]: h["number"] for h in history}
+
+    def rev(key: str) -> str:
+        r = st.get(key)
+        return f"{r} (#{numbers[r]})" if r in numbers else str(r)
+
+    print(f"  revisions: desired={rev('desiredRevision')} current={rev('currentRevision')} "
+          f"stable={rev('stableRevision')}")
+    if st.get("desiredRevision") and st.get("desiredRevision") != st.get("stableRevision") \
+            and st.get("phase") in ("Degraded", "Healthy"):
+        print("  drift: the spec's revision is not the one served; fix the spec (Git) or `agent retry`")
+    if st.get("currentStep"):
+        print(f"  step {(st.get('currentStepIndex') or 0) + 1}/{st.get('stepCount')}: {st['currentStep']}"
+              + (f", canary weight {st['canaryWeight']}%" if st.get("canaryWeight") is not None else ""))
+    for key in ("analysis", "lastAnalysis"):
+        run = st.get(key)
+        if run:
+            print(f"  {key}: {run.get('runId')} {run.get('phase') or ''} {run.get('message', '')}".rstrip())
+            for m in run.get("metrics") or []:
+                last = (m.get("measurements") or [{}])[-1]
+                print(f"    {m['name']}: {m.get('phase') or ''} ok={m.get('successful', 0)} "
+                      f"failed={m.get('failed', 0)} inconclusive={m.get('inconclusive', 0)} "
+                      f"errors={m.get('errors', 0)}; last: {last.get('phase', '-')} {last.get('message', '')}")
     for c in st.get("conditions", []):
         print(f"  {c['type']}={c['status']} {c.get('reason', '')}: {c.get('message', '')}")
+    for ack in st.get("acknowledgedCommands") or []:
+        print(f"  {ack['verb']} {ack['id']}: {'applied' if ack.get('applied') else 'ignored'} - {ack.get('message')}")
+    if history:
+        print("  history: " + ", ".join(f"#{h['number']} {h['revision']}" for h in history))
+    if st.get("endpoint"):
+        print(f"  endpoint: {st['endpoint']}  selector: {st.get('selector')}")
     return 0
+
+
+def _history(ns: str, name: str, uid: str) -> list[dict[str, Any]]:
+    from kubernetes.client.rest import ApiException
+
+    from .. import agent_workload as wl
+    from .. import kube
+
+    try:
+        res = kube.apps().list_namespaced_controller_revision(ns, label_selector=wl.pod_selector(name))
+    except ApiException:
+        return []  # may be forbidden for a viewer; status still prints
+    out = []
+    for cr in res.items:
+        if any(r.uid == uid for r in cr.metadata.owner_references or []):
+            out.append({"number": int(cr.revision), "revision": (cr.metadata.labels or {}).get(wl.LABEL_REVISION)})
+    return sorted(out, key=lambda h: h["number"])

@@ -60,3 +60,42 @@ async def _gate_job_event(body: kopf.Body, namespace: str, **_: Any) -> None:
     for ref in body.metadata.get("ownerReferences") or []:
         if ref.get("kind") == "AgentTask":
             runtime.schedule("agenttasks", namespace, ref["name"], 0)
+
+
+def _wake_owner_agent(body: kopf.Body, namespace: str) -> None:
+    for ref in body.metadata.get("ownerReferences") or []:
+        if ref.get("kind") == "Agent":
+            runtime.schedule("agents", namespace, ref["name"], 0)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"agentops.dev/agent": kopf.PRESENT},
+               id="watch-agent-deployments")
+async def _agent_deployment_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+    """Pods of an Agent revision became ready (or not): wake the Agent's rollout."""
+    _wake_owner_agent(body, namespace)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"agentops.dev/analysis-run": kopf.PRESENT},
+               id="watch-analysis-jobs")
+async def _analysis_job_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+    """An analysis Job finished: record the measurement now, not at the next poll."""
+    _wake_owner_agent(body, namespace)
+
+
+@kopf.on.event("v1", "configmaps", labels={"agentops.dev/config": "environment"}, id="watch-environment-config")
+async def _environment_config_event(namespace: str, **_: Any) -> None:
+    """Environment-level config changed: every Agent of the namespace may get a new revision."""
+    from .. import kube
+
+    for item in await asyncio.to_thread(kube.list_custom, "agents", namespace):
+        runtime.schedule("agents", namespace, item["metadata"]["name"], 0)
+
+
+@kopf.on.event(GROUP, VERSION, "agenttasks", id="wake-queue-scaled-agents")
+async def _queue_event(namespace: str, **_: Any) -> None:
+    """Open tasks changed: Agents with queue-depth autoscaling recompute their replicas."""
+    from .. import kube
+
+    for item in await asyncio.to_thread(kube.list_custom, "agents", namespace):
+        if ((item.get("spec") or {}).get("autoscaling") or {}).get("queue"):
+            runtime.schedule("agents", namespace, item["metadata"]["name"], 0)

@@ -1,23 +1,482 @@
-"""Agent reconciliation (workloads and rollouts land here)."""
+"""Agent reconciliation: observe the cluster → build PlanInputs → rollout.plan → apply → status.
+
+Everything that decides lives in ``rollout`` (pure) and ``agent_workload`` (pure manifests); this
+module only reads and writes the API. Status is merge-patched with the keys this module owns, so
+the task handler's activeTasks / tasksCompleted / lastActive are never overwritten.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
-from .. import kube
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from .. import GROUP, VERSION, kube
+from .. import agent_workload as wl
+from .. import analysis as an
+from .. import rollout as ro
+from .. import settings as settings_mod
 from ..conditions import set_condition
+from ..models.agent import AgentSpec
 from ..runtime import register
 
+log = logging.getLogger(__name__)
+PLURAL = "agents"
+FIELD_MANAGER = "agentops-operator"
+POLL_SECONDS = 5.0  # look again this often while pods or Jobs are pending (watch events come sooner)
 
-@register("agents")
-def reconcile(obj: dict[str, Any]) -> float | None:
-    meta, status = obj["metadata"], obj.get("status") or {}
-    gen = meta.get("generation")
-    conditions = set_condition(
-        status.get("conditions"), "Ready", False, "NotDeployed",
-        "nothing is deployed yet: workload reconciliation is not implemented", gen,
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: str, msg: str, *args: Any) -> None:
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    log.warning(msg, *args)
+
+
+# ---- API helpers -----------------------------------------------------------------------------
+
+_PATHS = {
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    ("apps/v1", "ControllerRevision"): "/apis/apps/v1/namespaces/{ns}/controllerrevisions/{name}",
+    ("v1", "Service"): "/api/v1/namespaces/{ns}/services/{name}",
+    ("v1", "ServiceAccount"): "/api/v1/namespaces/{ns}/serviceaccounts/{name}",
+    ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps/{name}",
+}
+
+
+def server_side_apply(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply (the generated client cannot pick the apply content type)."""
+    meta = manifest["metadata"]
+    path = _PATHS[(manifest["apiVersion"], manifest["kind"])].format(ns=meta["namespace"], name=meta["name"])
+    return kube.api_client().call_api(  # type: ignore[no-any-return]
+        path, "PATCH",
+        query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+        body=manifest, response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
     )
-    new = {"phase": status.get("phase") or "Pending", "observedGeneration": gen, "conditions": conditions}
-    if any(status.get(k) != v for k, v in new.items()):
-        kube.patch_status("agents", meta["namespace"], meta["name"], new, meta["resourceVersion"])
+
+
+def _plain(items: list[Any]) -> list[dict[str, Any]]:
+    return [kube.api_client().sanitize_for_serialization(i) for i in items]
+
+
+def _owned(items: list[dict[str, Any]], uid: str) -> list[dict[str, Any]]:
+    return [i for i in items if any(r.get("uid") == uid for r in i["metadata"].get("ownerReferences") or [])]
+
+
+def _ignore_404(fn: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        fn(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+# ---- config hierarchy ------------------------------------------------------------------------
+
+
+def global_config() -> dict[str, str]:
+    cfg = settings_mod.current
+    try:
+        cm = kube.core().read_namespaced_config_map(cfg.global_config_map, cfg.operator_namespace)
+    except ApiException as exc:
+        if exc.status not in (403, 404):
+            raise
+        if exc.status == 403:
+            _warn_once("global-403", "cannot read global config %s/%s: forbidden", cfg.operator_namespace,
+                       cfg.global_config_map)
+        return {}
+    return dict(cm.data or {})
+
+
+def environment_config(ns: str) -> dict[str, str]:
+    """ConfigMaps labelled agentops.dev/config=environment in the Agent's namespace, by name order."""
+    res = kube.core().list_namespaced_config_map(ns, label_selector=f"{wl.ENV_CONFIG_LABEL}={wl.ENV_CONFIG_VALUE}")
+    return ro.merge_config(*(dict(cm.data or {}) for cm in sorted(res.items, key=lambda c: c.metadata.name)))
+
+
+# ---- reconcile -------------------------------------------------------------------------------
+
+
+@register(PLURAL)
+def reconcile(obj: dict[str, Any]) -> float | None:
+    now = datetime.now(UTC)
+    meta = obj["metadata"]
+    status = obj.get("status") or {}
+    try:
+        spec = AgentSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _write_invalid(obj, "InvalidSpec", f"spec.{where}: {first.get('msg')}")
+
+    _sync_agent_labels(obj, spec)
+    sa = wl.with_applied_hash(wl.service_account(obj, spec))
+    _apply_if_changed(sa, _get_sa(meta["namespace"], sa["metadata"]["name"]))
+
+    layers = [("global", global_config()), ("environment", environment_config(meta["namespace"])),
+              ("instance", wl.instance_config(spec))]
+    merged = ro.merge_config(*(layer for _, layer in layers))
+    bad = wl.invalid_config_keys(merged)
+    if bad:
+        return _write_invalid(obj, "InvalidConfig", f"config keys not allowed in a ConfigMap: {', '.join(bad)}")
+    desired, template = wl.desired_revision(meta["name"], spec, merged)
+
+    ctx = _Observed.load(obj)
+    history = ctx.ensure_revision(desired, template, merged)
+    strategy = wl.strategy_spec(spec.strategy)
+    total, queue = _total_replicas(obj, spec)
+    commands = wl.pending_commands(meta.get("annotations"), status.get("acknowledgedCommands") or [])
+    inputs = ro.PlanInputs(
+        now=now, strategy=strategy, desired_revision=desired, replicas=total,
+        state=wl.state_from_status(status), deployments=wl.observations(ctx.deployments, meta["name"], strategy.type),
+        commands=tuple(commands), history=history, poll_seconds=POLL_SECONDS,
+    )
+    plan = ro.plan(inputs)
+    ctx.apply(plan, spec)
+    acks, events = list(plan.acks), list(plan.events)
+    if plan.measure and plan.state.analysis is not None:
+        run = _measure(obj, spec, plan, datetime.now(UTC))
+        if run != plan.state.analysis:
+            # Measured: plan again at once so a failed analysis rolls back in this reconcile.
+            done = {a.nonce for a in acks}
+            inputs = replace(inputs, now=datetime.now(UTC), state=replace(plan.state, analysis=run),
+                             commands=tuple(c for c in commands if c.nonce not in done))
+            plan = ro.plan(inputs)
+            ctx.apply(plan, spec)
+            acks += plan.acks
+            events += plan.events
+    ctx.prune(plan, spec, desired)
+    _write_status(obj, spec, plan, ctx, layers, acks, total, queue, now)
+    for e in events:
+        kube.emit_event(obj, e.type, e.reason, e.message)
+    return plan.requeue_after
+
+
+def _get_sa(ns: str, name: str) -> dict[str, Any] | None:
+    try:
+        return kube.api_client().sanitize_for_serialization(kube.core().read_namespaced_service_account(name, ns))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _apply_if_changed(manifest: dict[str, Any], existing: dict[str, Any] | None) -> None:
+    if wl.needs_apply(manifest, existing):
+        server_side_apply(manifest)
+
+
+def _sync_agent_labels(obj: dict[str, Any], spec: AgentSpec) -> None:
+    """role and capability labels on the Agent, so `kubectl get agents -l capability.agentops.dev/x`."""
+    patch = wl.agent_labels(spec, obj["metadata"].get("labels"))
+    if patch:
+        meta = obj["metadata"]
+        kube.custom().patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
+                                                     {"metadata": {"labels": patch}})
+
+
+def _total_replicas(obj: dict[str, Any], spec: AgentSpec) -> tuple[int, dict[str, int] | None]:
+    q = spec.autoscaling.queue if spec.autoscaling else None
+    if q is None:
+        return spec.replicas, None
+    tasks = kube.list_custom("agenttasks", obj["metadata"]["namespace"])
+    open_tasks = wl.open_tasks_for(obj["metadata"]["name"], spec.role, tasks)
+    want = ro.queue_depth_replicas(open_tasks, q.tasks_per_replica, q.min_replicas, max(q.max_replicas, q.min_replicas))
+    return want, {"openTasks": open_tasks, "desiredReplicas": want}
+
+
+class _Observed:
+    """The Agent's children as listed at the start of a reconcile, and how to change them."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.ns = obj["metadata"]["namespace"]
+        self.name = obj["metadata"]["name"]
+        self.uid = obj["metadata"]["uid"]
+        self.deployments: list[dict[str, Any]] = []
+        self.revisions: dict[str, dict[str, Any]] = {}  # revision hash → ControllerRevision
+        self.config_maps: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, dict[str, Any]] = {}
+        self.sources: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
+
+    @classmethod
+    def load(cls, obj: dict[str, Any]) -> _Observed:
+        o = cls(obj)
+        sel = wl.pod_selector(o.name)
+        o.deployments = _owned(_plain(kube.apps().list_namespaced_deployment(o.ns, label_selector=sel).items), o.uid)
+        for cr in _owned(_plain(kube.apps().list_namespaced_controller_revision(o.ns, label_selector=sel).items),
+                         o.uid):
+            rev = cr["metadata"]["labels"].get(wl.LABEL_REVISION)
+            if rev:
+                o.revisions[rev] = cr
+                data = cr.get("data") or {}
+                o.sources[rev] = (data.get("template") or {}, data.get("config") or {})
+        for cm in _owned(_plain(kube.core().list_namespaced_config_map(o.ns, label_selector=sel).items), o.uid):
+            o.config_maps[cm["metadata"]["name"]] = cm
+        for svc in _owned(_plain(kube.core().list_namespaced_service(o.ns, label_selector=sel).items), o.uid):
+            o.services[svc["metadata"]["name"]] = svc
+        return o
+
+    # -- revisions ---------------------------------------------------------------------------
+    def history(self) -> tuple[ro.RevisionRecord, ...]:
+        records = (ro.RevisionRecord(int(cr.get("revision") or 0), rev) for rev, cr in self.revisions.items())
+        return tuple(sorted(records, key=lambda r: r.number))
+
+    def ensure_revision(self, desired: str, template: dict[str, Any], config: dict[str, str]) -> tuple[
+            ro.RevisionRecord, ...]:
+        """A ControllerRevision for the desired revision; an old one coming back is renumbered newest."""
+        self.sources[desired] = (template, config)
+        record, changed = ro.record_revision(self.history(), desired)
+        if changed:
+            manifest = wl.controller_revision(self.obj, desired, record.number, template, config)
+            name = manifest["metadata"]["name"]
+            if desired in self.revisions:
+                # Renumbering by patch is refused: the API server compares `data` byte for byte and a
+                # patch re-serialises it. The data is the same by construction, so re-create it.
+                _ignore_404(kube.apps().delete_namespaced_controller_revision, name, self.ns)
+            try:
+                created = kube.apps().create_namespaced_controller_revision(self.ns, manifest)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                # Left by an earlier Agent of the same name (garbage collection pending): replace it.
+                _ignore_404(kube.apps().delete_namespaced_controller_revision, name, self.ns)
+                created = kube.apps().create_namespaced_controller_revision(self.ns, manifest)
+            self.revisions[desired] = kube.api_client().sanitize_for_serialization(created)
+        return self.history()
+
+    # -- apply -------------------------------------------------------------------------------
+    def apply(self, plan: ro.Plan, spec: AgentSpec) -> None:
+        by_name = {d["metadata"]["name"]: d for d in self.deployments}
+        planned: set[str] = set()
+        for target in plan.deployments:
+            dname = wl.deployment_name(self.name, target.revision, target.role)
+            existing = by_name.get(dname)
+            if existing is None and target.replicas == 0:
+                continue  # nothing to keep at zero
+            planned.add(dname)
+            source = self.sources.get(target.revision)
+            if source is None:
+                # History pruned under us: we can still scale what exists, not rebuild it.
+                if existing and (existing.get("spec") or {}).get("replicas") != target.replicas:
+                    kube.apps().patch_namespaced_deployment_scale(dname, self.ns,
+                                                                  {"spec": {"replicas": target.replicas}})
+                continue
+            template, config = source
+            self._ensure_config_map(target.revision, config)
+            manifest = wl.with_applied_hash(wl.deployment(
+                self.obj, target.revision, template, target.replicas, target.role,
+                spec.strategy.progress_deadline_seconds, spec.strategy.rolling))
+            if wl.needs_apply(manifest, existing):
+                applied = server_side_apply(manifest)
+                by_name[dname] = applied
+        self._apply_services(plan)
+        # Leftovers (old revisions, a strategy switch) go once everything planned is available.
+        settled = all(
+            int(((by_name.get(wl.deployment_name(self.name, t.revision, t.role)) or {}).get("status") or {})
+                .get("availableReplicas") or 0) >= t.replicas
+            for t in plan.deployments if t.replicas and t.role is not ro.Role.RETIRED
+        )
+        for dname, dep in list(by_name.items()):
+            if dname in planned:
+                continue
+            if settled or int((dep.get("spec") or {}).get("replicas") or 0) == 0:
+                _ignore_404(kube.apps().delete_namespaced_deployment, dname, self.ns, propagation_policy="Background")
+                del by_name[dname]
+        self.deployments = list(by_name.values())
+
+    def _ensure_config_map(self, revision: str, config: dict[str, str]) -> None:
+        name = wl.config_map_name(self.name, revision)
+        if name in self.config_maps:
+            return
+        manifest = wl.config_map(self.obj, revision, config)
+        try:
+            kube.core().create_namespaced_config_map(self.ns, manifest)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        self.config_maps[name] = manifest
+
+    def _apply_services(self, plan: ro.Plan) -> None:
+        wanted = {"": plan.active_revision, "preview": plan.preview_revision, "canary": plan.canary_revision}
+        for kind, revision in wanted.items():
+            name = wl.service_name(self.name, kind)
+            if kind and revision is None:
+                if name in self.services:
+                    _ignore_404(kube.core().delete_namespaced_service, name, self.ns)
+                    del self.services[name]
+                continue
+            manifest = wl.with_applied_hash(wl.service(self.obj, kind, revision))
+            if wl.needs_apply(manifest, self.services.get(name)):
+                self.services[name] = server_side_apply(manifest)
+
+    # -- prune -------------------------------------------------------------------------------
+    def prune(self, plan: ro.Plan, spec: AgentSpec, desired: str) -> None:
+        s = plan.state
+        running = {o.revision for d in self.deployments if (o := wl.observe_deployment(d))}
+        live = running | {d.revision for d in plan.deployments} | {
+            r for r in (desired, s.stable_revision, s.current_revision, s.rejected_revision, s.override_revision,
+                        s.scale_down_revision) if r}
+        for rev in ro.revisions_to_prune(self.history(), spec.revision_history_limit, live):
+            _ignore_404(kube.apps().delete_namespaced_controller_revision, self.revisions[rev]["metadata"]["name"],
+                        self.ns)
+            del self.revisions[rev]
+        for name, cm in list(self.config_maps.items()):
+            rev = (cm["metadata"].get("labels") or {}).get(wl.LABEL_REVISION)
+            if rev and rev not in running and rev not in {d.revision for d in plan.deployments}:
+                _ignore_404(kube.core().delete_namespaced_config_map, name, self.ns)
+                del self.config_maps[name]
+
+
+# ---- analysis measurements -------------------------------------------------------------------
+
+
+def _measure(obj: dict[str, Any], spec: AgentSpec, plan: ro.Plan, now: datetime) -> ro.AnalysisRunState:
+    run = plan.state.analysis
+    assert run is not None
+    model = wl.analysis_for_run(spec.strategy, run.run_id)
+    if model is None:
+        return run
+    meta = obj["metadata"]
+    ctx = an.template_context(meta["name"], meta["namespace"], plan.target_revision or plan.desired_revision)
+    for metric_name in plan.measure:
+        metric = next((m for m in model.metrics if m.name == metric_name), None)
+        if metric is None:
+            continue
+        m: ro.Measurement | None
+        if metric.job:
+            m = _job_measurement(obj, metric.job, run, metric_name, ctx, now)
+        elif metric.http:
+            m = an.measure_http(metric.http, metric, ctx, now)
+        elif metric.prometheus:
+            m = an.measure_prometheus(metric.prometheus, metric, ctx, now)
+        else:
+            m = None
+        if m is not None:
+            log.info("agent %s/%s analysis %s %s: %s %s", meta["namespace"], meta["name"], run.run_id, metric_name,
+                     m.phase.value, m.message)
+            run = run.with_measurement(metric_name, m)
+    return run
+
+
+def _job_measurement(obj: dict[str, Any], job: Any, run: ro.AnalysisRunState, metric: str, ctx: dict[str, str],
+                     now: datetime) -> ro.Measurement | None:
+    """Create the measurement's Job, or read its verdict once it finished (None while it runs)."""
+    state = run.metric(metric)
+    index = state.taken + state.errors + 1
+    manifest = an.analysis_job(obj, job, run.run_id, metric, index, ctx)
+    name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    try:
+        existing = kube.api_client().sanitize_for_serialization(kube.batch().read_namespaced_job(name, ns))
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        try:
+            kube.batch().create_namespaced_job(ns, manifest)
+        except ApiException as cexc:
+            if cexc.status != 409:
+                return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", f"creating job {name}: {cexc.reason}")
+        return None
+    return an.job_measurement(existing, now, _job_failure_detail(ns, name))
+
+
+def _job_failure_detail(ns: str, job: str) -> str:
+    try:
+        pods = kube.core().list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={job}")
+    except ApiException:
+        return ""
+    for pod in pods.items:
+        for cs in (pod.status.container_statuses or []) if pod.status else []:
+            term = cs.state.terminated if cs.state else None
+            if term and term.exit_code:
+                detail = (term.message or term.reason or "").strip()
+                return f"exit code {term.exit_code}" + (f": {detail[-300:]}" if detail else "")
+    return ""
+
+
+# ---- status ----------------------------------------------------------------------------------
+
+
+def _write_status(obj: dict[str, Any], spec: AgentSpec, plan: ro.Plan, ctx: _Observed,
+                  layers: list[tuple[str, dict[str, str]]], acks: list[ro.CommandAck], total: int,
+                  queue: dict[str, int] | None, now: datetime) -> None:
+    meta = obj["metadata"]
+    old = obj.get("status") or {}
+    gen = meta.get("generation")
+    obs = {o.revision: o for d in ctx.deployments if (o := wl.observe_deployment(d))}
+    serving = {t.revision for t in plan.deployments if t.role in (ro.Role.STABLE, ro.Role.CANARY, ro.Role.ROLLING)}
+    s = plan.state
+    conditions = old.get("conditions") or []
+    for c in plan.conditions:
+        conditions = set_condition(conditions, c.type, c.status, c.reason, c.message[:2048], gen, now)
+    current_spec = plan.analysis_spec
+    current_msg = ""
+    current_phase: str | None = None
+    if s.analysis is not None and current_spec is not None:
+        verdict = ro.aggregate_analysis(current_spec, s.analysis, now)
+        current_phase, current_msg = verdict.phase.value, verdict.message
+    last_model = wl.analysis_for_run(spec.strategy, s.last_analysis.run_id) if s.last_analysis else None
+    new: dict[str, Any] = {
+        "phase": plan.phase.value,
+        "reason": plan.reason,
+        "message": plan.message[:4096],
+        "observedGeneration": gen,
+        "replicas": sum(o.replicas for o in obs.values()),
+        "desiredReplicas": total,
+        "readyReplicas": sum(o.ready_replicas for r, o in obs.items() if r in serving),
+        "availableReplicas": sum(o.available_replicas for r, o in obs.items() if r in serving),
+        "updatedReplicas": obs[plan.desired_revision].available_replicas if plan.desired_revision in obs else 0,
+        "selector": wl.pod_selector(meta["name"]),
+        "endpoint": wl.service_dns(meta["name"], meta["namespace"]),
+        "desiredRevision": plan.desired_revision,
+        "currentRevision": plan.target_revision,
+        "stableRevision": s.stable_revision,
+        "currentStep": plan.current_step or None,
+        "currentStepIndex": plan.step_index,
+        "stepCount": plan.step_count or None,
+        "canaryWeight": plan.canary_weight,
+        "activeRevision": plan.active_revision,
+        "previewRevision": plan.preview_revision,
+        "rollout": wl.bookkeeping(s),
+        "analysis": wl.run_to_status(s.analysis, current_spec, current_phase, current_msg),
+        "lastAnalysis": wl.run_to_status(s.last_analysis, wl.analysis_spec(last_model),
+                                         s.last_analysis_phase.value if s.last_analysis_phase else None,
+                                         s.last_analysis_message),
+        "acknowledgedCommands": wl.merge_acks(old.get("acknowledgedCommands") or [], acks, now),
+        "configSources": ro.config_provenance(layers),
+        "queue": queue,
+        "conditions": conditions,
+    }
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    if changed:  # an unchanged plan writes nothing (no watch-event loop)
+        if "configSources" in changed and old.get("configSources"):
+            # A merge patch only adds keys: null out the ones that disappeared.
+            changed["configSources"] = {**{k: None for k in old["configSources"]}, **new["configSources"]}
+        kube.patch_status(PLURAL, meta["namespace"], meta["name"], changed)
+
+
+def _write_invalid(obj: dict[str, Any], reason: str, message: str) -> float | None:
+    """Leave the running pods alone and say why nothing new is rolled out."""
+    meta, old = obj["metadata"], obj.get("status") or {}
+    gen = meta.get("generation")
+    conditions = set_condition(old.get("conditions"), "Progressing", False, reason, message, gen)
+    conditions = set_condition(conditions, "Healthy", False, reason, message, gen)
+    if not any(c.get("type") == "Ready" for c in conditions):
+        conditions = set_condition(conditions, "Ready", False, reason, message, gen)
+    new = {"phase": "Degraded", "reason": reason, "message": message, "observedGeneration": gen,
+           "conditions": conditions, "selector": wl.pod_selector(meta["name"])}
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    if changed:
+        kube.patch_status(PLURAL, meta["namespace"], meta["name"], changed)
+        kube.emit_event(obj, "Warning", reason, message)
     return None

@@ -33,8 +33,8 @@ BACKLOG_POLL_SECONDS = 5.0
 MAX_HANDOFFS = 20
 # Status must stay far below etcd's 1.5 MB object limit: history copies are truncated (the full text
 # stays in spec and in the Events).
-MAX_TEXT = 1024
-MAX_MESSAGE = 512
+MAX_TEXT = 512
+MAX_MESSAGE = 256
 
 
 def _clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
@@ -606,7 +606,7 @@ def _handoff(pend: Pending, spec: AgentTaskSpec, to: Phase, notes: str | None, r
     if notes or spec.notes:
         record["notes"] = _clip(notes or spec.notes)
     if rejections:
-        record["rejections"] = [_clip(r, MAX_MESSAGE) or "" for r in rejections[:10]]
+        record["rejections"] = [_clip(r, MAX_MESSAGE) or "" for r in rejections[:5]]
     st["handoffs"] = [*(st.get("handoffs") or []), record][-MAX_HANDOFFS:]
     st["stage"] = stage.name
     if target:

@@ -5,37 +5,369 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from .base import Condition, CRDInfo, K8sModel, PrinterColumn, ScaleSubresource, conditions_field
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_INT_OR_PERCENT = r"^[0-9]+%?$"
+
+
+def _one_of(*fields: str, what: str) -> ConfigDict:
+    """CEL rule: exactly one of ``fields`` is set (the API server refuses anything else)."""
+    count = " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields)
+    return ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": f"{count} == 1", "message": f"{what}: set exactly one of {', '.join(fields)}"}
+            ]
+        },
+    )
+
+
+# ---- pod template ----------------------------------------------------------------------------
+
+
+class EnvVar(K8sModel):
+    name: str = Field(description="Variable name.", pattern=_ENV_NAME, max_length=253)
+    value: str = Field(default="", description="Literal value (never put secrets here: use secretEnv).")
+
+
+class SecretEnvVar(K8sModel):
+    """An environment variable read from a Secret by the kubelet; the value never passes the operator."""
+
+    name: str = Field(description="Variable name.", pattern=_ENV_NAME, max_length=253)
+    secret_name: str = Field(description="Secret in the Agent's namespace.", min_length=1, max_length=253)
+    key: str = Field(description="Key in the Secret.", min_length=1, max_length=253)
+    optional: bool = Field(default=False, description="Start the pod even if the Secret or key is missing.")
+
+
+class ResourceRequirements(K8sModel):
+    requests: dict[str, str] = Field(default_factory=dict, description="Requested resources, e.g. cpu: 100m.")
+    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits, e.g. memory: 512Mi.")
+
+
+class HTTPGetProbe(K8sModel):
+    path: str = Field(default="/", description="HTTP path.")
+    port: int = Field(ge=1, le=65535, description="Container port.")
+
+
+class TCPSocketProbe(K8sModel):
+    port: int = Field(ge=1, le=65535, description="Container port.")
+
+
+class ExecProbe(K8sModel):
+    command: list[str] = Field(description="Command run in the container; exit 0 is healthy.", min_length=1)
+
+
+class Probe(K8sModel):
+    model_config = _one_of("httpGet", "tcpSocket", "exec", what="probe")
+
+    http_get: HTTPGetProbe | None = Field(default=None, description="HTTP GET check.")
+    tcp_socket: TCPSocketProbe | None = Field(default=None, description="TCP connect check.")
+    exec: ExecProbe | None = Field(default=None, description="Command check.")
+    initial_delay_seconds: int = Field(default=0, ge=0, description="Delay before the first check.")
+    period_seconds: int = Field(default=10, ge=1, description="Check interval.")
+    timeout_seconds: int = Field(default=1, ge=1, description="Check timeout.")
+    failure_threshold: int = Field(default=3, ge=1, description="Consecutive failures before unhealthy.")
+
+
+class ModelSpec(K8sModel):
+    """Language-model settings; they join the config hierarchy as model.<key> keys."""
+
+    provider: str = Field(default="", description="Model provider, e.g. openai, anthropic, vllm.")
+    name: str = Field(default="", description="Model name.")
+    endpoint: str = Field(default="", description="Model API endpoint.")
+    parameters: dict[str, str] = Field(default_factory=dict, description="Model parameters, e.g. temperature.")
+
+
+class ServiceAccountSpec(K8sModel):
+    automount_token: bool = Field(
+        default=False, description="Mount the ServiceAccount token into the pods (off unless the agent needs it)."
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations of the ServiceAccount (e.g. workload identity)."
+    )
+
+
+# ---- analysis --------------------------------------------------------------------------------
+
+
+class JobProvider(K8sModel):
+    """The measurement passes when the Job succeeds (exit 0) and fails when it fails."""
+
+    image: str = Field(default="busybox:1.36", description="Container image.")
+    command: list[str] = Field(default_factory=list, description="Entrypoint (default: the image's).")
+    args: list[str] = Field(default_factory=list, description="Arguments.")
+    env: list[EnvVar] = Field(default_factory=list, description="Environment variables.")
+    active_deadline_seconds: int = Field(default=300, ge=1, le=86400, description="Wall-clock limit of one Job.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the Job's pod.")
+
+
+class HTTPHeader(K8sModel):
+    name: str = Field(description="Header name.", min_length=1)
+    value: str = Field(description="Header value.")
+
+
+class HTTPProvider(K8sModel):
+    """GET a URL; the JSON body (or the value at jsonPath) is ``result`` in the conditions.
+
+    The URL may use {{service}}, {{canaryService}}, {{previewService}}, {{stableService}},
+    {{namespace}}, {{agent}} and {{revision}}; Service names expand to their cluster DNS names.
+    """
+
+    url: str = Field(description="URL to GET (templated, see above).", min_length=1)
+    headers: list[HTTPHeader] = Field(default_factory=list, description="Request headers.")
+    json_path: str = Field(default="", description="Path into the JSON body, e.g. $.checks.ok or {.ok}.")
+    timeout_seconds: int = Field(default=5, ge=1, le=60, description="Request timeout.")
+
+
+class PrometheusProvider(K8sModel):
+    """An instant query; ``result`` is a list of sample values (vector) or a number (scalar)."""
+
+    address: str = Field(description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.", min_length=1)
+    query: str = Field(description="PromQL (templated like the HTTP URL).", min_length=1)
+    timeout_seconds: int = Field(default=5, ge=1, le=60, description="Query timeout.")
+
+
+class Metric(K8sModel):
+    model_config = _one_of("job", "http", "prometheus", what="metric provider")
+
+    name: str = Field(description="Metric name, unique within the analysis.", pattern=_DNS_LABEL, max_length=30)
+    count: int = Field(default=1, ge=1, le=100, description="Measurements to take.")
+    interval_seconds: int = Field(default=10, ge=1, description="Time between measurements.")
+    initial_delay_seconds: int = Field(default=0, ge=0, description="Wait before the first measurement.")
+    failure_limit: int = Field(default=0, ge=0, description="Failed measurements tolerated.")
+    inconclusive_limit: int = Field(default=0, ge=0, description="Inconclusive measurements tolerated.")
+    consecutive_error_limit: int = Field(default=4, ge=0, description="Provider errors in a row tolerated.")
+    success_condition: str = Field(
+        default="", description="Expression on `result` that means success, e.g. result[0] >= 0.95."
+    )
+    failure_condition: str = Field(
+        default="", description="Expression on `result` that means failure; neither matching is inconclusive."
+    )
+    job: JobProvider | None = Field(default=None, description="Job provider.")
+    http: HTTPProvider | None = Field(default=None, description="HTTP provider.")
+    prometheus: PrometheusProvider | None = Field(default=None, description="Prometheus provider.")
+
+
+class Analysis(K8sModel):
+    metrics: list[Metric] = Field(description="Metrics, all of which must pass.", min_length=1, max_length=10)
+
+
+# ---- strategies ------------------------------------------------------------------------------
+
+
+class PauseSpec(K8sModel):
+    duration_seconds: int | None = Field(default=None, ge=0, description="Pause length; unset: until promoted.")
+
+
+class CanaryStep(K8sModel):
+    model_config = _one_of("setWeight", "pause", "analysis", what="canary step")
+
+    set_weight: int | None = Field(default=None, ge=0, le=100, description="Percent of replicas on the canary.")
+    pause: PauseSpec | None = Field(default=None, description="Pause for a duration, or until promoted.")
+    analysis: Analysis | None = Field(default=None, description="Inline analysis; failure aborts.")
+
+
+class CanaryStrategy(K8sModel):
+    steps: list[CanaryStep] = Field(default_factory=list, description="Steps; after the last, full promotion.",
+                                    max_length=50)
+
+
+class BlueGreenStrategy(K8sModel):
+    auto_promotion_enabled: bool = Field(default=True, description="Promote without a human once ready.")
+    auto_promotion_seconds: int | None = Field(default=None, ge=0, description="Wait this long before promoting.")
+    preview_replica_count: int | None = Field(default=None, ge=0, description="Preview size (default: full).")
+    scale_down_delay_seconds: int = Field(default=30, ge=0, description="Keep the old revision this long.")
+    pre_promotion_analysis: Analysis | None = Field(default=None, description="Must pass before switching.")
+    post_promotion_analysis: Analysis | None = Field(default=None, description="Failure switches back.")
+
+
+class RollingStrategy(K8sModel):
+    max_surge: str = Field(default="25%", pattern=_INT_OR_PERCENT, description="Extra pods during the update.")
+    max_unavailable: str = Field(default="0", pattern=_INT_OR_PERCENT, description="Pods that may be unavailable.")
+    analysis: Analysis | None = Field(default=None, description="Post-update analysis; failure rolls back.")
+
+
+class Strategy(K8sModel):
+    type: Literal["rolling", "canary", "blueGreen"] = Field(default="rolling", description="Delivery strategy.")
+    progress_deadline_seconds: int = Field(
+        default=600, ge=1, description="Pods must be ready within this time, else the rollout is rolled back."
+    )
+    rolling: RollingStrategy | None = Field(default=None, description="Rolling settings.")
+    canary: CanaryStrategy | None = Field(default=None, description="Canary settings.")
+    blue_green: BlueGreenStrategy | None = Field(default=None, description="Blue-green settings.")
+
+
+class QueueAutoscaling(K8sModel):
+    min_replicas: int = Field(default=0, ge=0, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(ge=1, le=1000, description="Most replicas.")
+    tasks_per_replica: int = Field(default=1, ge=1, le=1000, description="Open tasks one replica handles.")
+
+
+class Autoscaling(K8sModel):
+    queue: QueueAutoscaling | None = Field(
+        default=None,
+        description="Scale on open tasks assigned to this Agent or waiting for its role; spec.replicas is "
+                    "then ignored.",
+    )
+
+
+# ---- Agent -----------------------------------------------------------------------------------
 
 
 class AgentSpec(K8sModel):
     role: str = Field(description="What the agent does, e.g. developer, qa, deployer.", pattern=r"^[a-z0-9-]{1,63}$")
     description: str = Field(default="", description="Human description.", max_length=4096)
-    version: str = Field(default="", description="Agent version label.", max_length=128)
+    version: str = Field(default="", description="Agent version label.", max_length=63,
+                         pattern=r"^([A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9])?$")
     capabilities: list[str] = Field(
         default_factory=list,
         description="Capability tags; also set as labels capability.agentops.dev/<tag>=true.",
         max_length=32,
     )
     image: str = Field(description="Container image of the agent.", min_length=1)
+    command: list[str] = Field(default_factory=list, description="Entrypoint (default: the image's).")
+    args: list[str] = Field(default_factory=list, description="Arguments.")
+    env: list[EnvVar] = Field(default_factory=list, description="Plain environment variables.")
+    secret_env: list[SecretEnvVar] = Field(
+        default_factory=list, description="Environment variables from Secrets (referenced, never copied)."
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="Container port the agent's Service targets.")
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements, description="Container resource requests and limits."
+    )
+    readiness_probe: Probe | None = Field(default=None, description="Readiness probe.")
+    liveness_probe: Probe | None = Field(default=None, description="Liveness probe.")
+    model: ModelSpec | None = Field(default=None, description="Language model the agent uses.")
+    runtime: dict[str, str] = Field(
+        default_factory=dict, description="Runtime parameters (joined to the config as runtime.<key>)."
+    )
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the agent's pods.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the pods.")
+    service_account: ServiceAccountSpec = Field(
+        default_factory=ServiceAccountSpec, description="The agent's ServiceAccount (agent-<name>)."
+    )
     replicas: int = Field(default=1, ge=0, le=1000, description="Desired replicas (scale subresource).")
-    config: dict[str, str] = Field(default_factory=dict, description="Instance-level configuration.")
+    config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Instance-level configuration; overrides the environment ConfigMaps "
+                    "(label agentops.dev/config=environment) and the global one key by key.",
+    )
     max_concurrent_tasks: int = Field(default=1, ge=1, le=1000, description="Tasks the agent may hold at once.")
+    strategy: Strategy = Field(default_factory=Strategy, description="How new revisions are delivered.")
+    revision_history_limit: int = Field(
+        default=10, ge=0, le=100, description="Old revisions kept as ControllerRevisions for undo."
+    )
+    autoscaling: Autoscaling | None = Field(default=None, description="Queue-depth autoscaling.")
+
+
+# ---- status ----------------------------------------------------------------------------------
+
+
+class MeasurementStatus(K8sModel):
+    phase: Literal["Successful", "Failed", "Inconclusive", "Error"] = Field(description="Outcome.")
+    at: datetime = Field(description="When it was taken.")
+    value: str = Field(default="", description="Observed value.", max_length=1024)
+    message: str = Field(default="", description="Detail.", max_length=2048)
+
+
+class MetricStatus(K8sModel):
+    name: str = Field(description="Metric name.")
+    phase: str | None = Field(default=None, description="Running, Successful, Failed, Inconclusive or Error.")
+    successful: int = Field(default=0, description="Successful measurements.")
+    failed: int = Field(default=0, description="Failed measurements.")
+    inconclusive: int = Field(default=0, description="Inconclusive measurements.")
+    errors: int = Field(default=0, description="Provider errors.")
+    consecutive_errors: int = Field(default=0, description="Errors in a row.")
+    last_measured_at: datetime | None = Field(default=None, description="Last measurement time.")
+    measurements: list[MeasurementStatus] = Field(
+        default_factory=list, description="Latest measurements (bounded).", max_length=20
+    )
+
+
+class AnalysisRunStatus(K8sModel):
+    run_id: str = Field(description="revision/step/attempt of the run.")
+    started_at: datetime = Field(description="When the run started.")
+    phase: str | None = Field(default=None, description="Running, Successful, Failed, Inconclusive or Error.")
+    message: str = Field(default="", description="Why.", max_length=4096)
+    metrics: list[MetricStatus] = Field(default_factory=list, description="Per-metric results.")
+
+
+class CommandAck(K8sModel):
+    verb: Literal["promote", "abort", "retry", "undo"] = Field(description="Verb.")
+    id: str = Field(description="The command's id (annotation value) that was handled.")
+    applied: bool = Field(description="Whether the command changed anything.")
+    message: str = Field(default="", description="What happened.", max_length=1024)
+    at: datetime | None = Field(default=None, description="When it was handled.")
+
+
+class RolloutBookkeeping(K8sModel):
+    """The planner's memory between reconciles (see rollout.RolloutState)."""
+
+    current_revision: str | None = Field(default=None, description="Revision the rollout moves to.")
+    step_index: int = Field(default=0, description="Step of the rollout.")
+    step_started_at: datetime | None = Field(default=None, description="When the step started.")
+    attempt: int = Field(default=0, description="Retries so far.")
+    rejected_revision: str | None = Field(default=None, description="Desired revision rolled back or aborted.")
+    override_revision: str | None = Field(default=None, description="Revision served after undo.")
+    reason: str | None = Field(default=None, description="Why the desired revision is not served.")
+    message: str = Field(default="", description="Detail of the reason.", max_length=4096)
+    ready_at: datetime | None = Field(default=None, description="Blue-green: preview ready since.")
+    switched_at: datetime | None = Field(default=None, description="Blue-green: active Service switched at.")
+    scale_down_revision: str | None = Field(default=None, description="Old revision kept until scaleDownAt.")
+    scale_down_at: datetime | None = Field(default=None, description="When the old revision goes.")
+    stalled: bool = Field(default=False, description="First deploy missed its deadline.")
+    passed: list[str] = Field(default_factory=list, description="Analysis gates passed in this rollout.")
+
+
+class QueueStatus(K8sModel):
+    open_tasks: int = Field(default=0, description="Open tasks assigned to the agent or waiting for its role.")
+    desired_replicas: int = Field(default=0, description="Replicas the queue asks for.")
 
 
 class AgentStatus(K8sModel):
     phase: Literal["Pending", "Progressing", "Healthy", "Paused", "Degraded"] | None = Field(
         default=None, description="Rollout phase."
     )
+    reason: str | None = Field(default=None, description="Machine-readable reason of the phase.")
+    message: str | None = Field(default=None, description="Human-readable detail of the phase.")
     observed_generation: int | None = Field(default=None, description="Last generation reconciled.")
     replicas: int = Field(default=0, description="Pods of all revisions.")
+    desired_replicas: int | None = Field(default=None, description="Replicas the rollout aims for.")
     ready_replicas: int = Field(default=0, description="Ready pods.")
+    available_replicas: int = Field(default=0, description="Available pods.")
+    updated_replicas: int = Field(default=0, description="Available pods of the desired revision.")
     selector: str | None = Field(default=None, description="Label selector of the agent's pods (scale).")
     endpoint: str | None = Field(default=None, description="DNS name of the agent's Service.")
-    current_revision: str | None = Field(default=None, description="Revision the spec asks for.")
+    desired_revision: str | None = Field(default=None, description="Revision the spec and config ask for.")
+    current_revision: str | None = Field(default=None, description="Revision being rolled out (or served).")
     stable_revision: str | None = Field(default=None, description="Revision last known good.")
+    current_step: str | None = Field(default=None, description="Step in progress.")
+    current_step_index: int | None = Field(default=None, description="Index of that step.")
+    step_count: int | None = Field(default=None, description="Steps of the strategy.")
+    canary_weight: int | None = Field(default=None, description="Percent of replicas on the new revision.")
+    active_revision: str | None = Field(default=None, description="Revision the Service selects (blue-green).")
+    preview_revision: str | None = Field(default=None, description="Revision of the preview Service.")
+    rollout: RolloutBookkeeping | None = Field(default=None, description="Rollout bookkeeping.")
+    analysis: AnalysisRunStatus | None = Field(default=None, description="Analysis in progress.")
+    last_analysis: AnalysisRunStatus | None = Field(default=None, description="Last finished analysis.")
+    acknowledged_commands: list[CommandAck] = Field(
+        default_factory=list,
+        description="Last promote/abort/retry/undo command handled per verb.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["verb"]},
+        max_length=4,
+    )
+    config_sources: dict[str, str] = Field(
+        default_factory=dict, description="Which level (global, environment, instance) set each config key."
+    )
+    queue: QueueStatus | None = Field(default=None, description="Queue-depth autoscaling inputs.")
     conditions: list[Condition] = conditions_field("agent")
     tasks_completed: int = Field(default=0, description="Tasks this agent has taken to Done or Deployed.")
     active_tasks: int = Field(default=0, description="Open tasks assigned to this agent.")
@@ -53,10 +385,20 @@ CRD = CRDInfo(
     printer_columns=(
         PrinterColumn("Role", ".spec.role"),
         PrinterColumn("Ready", ".status.readyReplicas", type="integer"),
-        PrinterColumn("Desired", ".spec.replicas", type="integer"),
-        PrinterColumn("Revision", ".status.currentRevision"),
+        PrinterColumn("Desired", ".status.desiredReplicas", type="integer"),
+        PrinterColumn("Revision", ".status.stableRevision"),
         PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Step", ".status.currentStep", priority=1),
+        PrinterColumn("Weight", ".status.canaryWeight", type="integer", priority=1),
+        PrinterColumn("Desired-Rev", ".status.desiredRevision", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
     scale=ScaleSubresource(),
+    root_validations=(
+        {
+            # Child names (<agent>-preview, <agent>-<revision>) and label values must stay <= 63 chars.
+            "rule": "size(self.metadata.name) <= 40",
+            "message": "Agent names are limited to 40 characters",
+        },
+    ),
 )

@@ -160,7 +160,7 @@ class AgentTaskSpec(K8sModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
     )
     history_limit: int = Field(
-        default=50, ge=1, le=200, description="Transitions kept in status.history (all are also Events)."
+        default=50, ge=1, le=100, description="Transitions kept in status.history (all are also Events)."
     )
 
 
