@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from . import names
+from . import names, podsecurity
 from . import rollout as ro
 from .models.agent import AgentSpec, Analysis, Metric, RollingStrategy, Strategy
 
@@ -116,18 +116,8 @@ def invalid_config_keys(config: Mapping[str, Any]) -> list[str]:
 
 # ---- pod template and revision ---------------------------------------------------------------
 
-POD_SECURITY_CONTEXT = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "runAsGroup": 65532,
-    "fsGroup": 65532,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-CONTAINER_SECURITY_CONTEXT = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "runAsNonRoot": True,
-}
+POD_SECURITY_CONTEXT = podsecurity.POD_SECURITY_CONTEXT
+CONTAINER_SECURITY_CONTEXT = podsecurity.CONTAINER_SECURITY_CONTEXT
 
 
 def _probe(p: Any) -> dict[str, Any] | None:

@@ -136,3 +136,18 @@ def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
         core().create_namespaced_event(meta["namespace"], body)
     except ApiException as exc:
         log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)
+
+
+def job_failure_detail(namespace: str, job: str, limit: int = 500) -> str:
+    """Why a Job's pod failed: its termination message (or reason) and exit code; '' if unknown."""
+    try:
+        pods = core().list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job}")
+    except ApiException:
+        return ""
+    for pod in pods.items:
+        for cs in (pod.status.container_statuses or []) if pod.status else []:
+            term = cs.state.terminated if cs.state else None
+            if term and term.exit_code:
+                detail = (term.message or term.reason or "").strip()
+                return f"exit code {term.exit_code}" + (f": {detail[-limit:]}" if detail else "")
+    return ""

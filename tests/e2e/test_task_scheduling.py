@@ -47,18 +47,12 @@ def test_fifty_tasks_auto_assigned_by_priority_within_capacity(ns: str, operator
 apiVersion: agentops.dev/v1alpha1
 kind: Agent
 metadata: {{name: dev-{i}, namespace: {ns}}}
-spec: {{role: developer, image: registry.example/dev:1, replicas: 1, maxConcurrentTasks: {cap},
+spec: {{role: developer, image: registry.example/dev:1, replicas: 0, maxConcurrentTasks: {cap},
         capabilities: [python]}}""" for i, cap in ((1, 5), (2, 10), (3, 15)))
     apply(agents)
 
-    def agents_ready() -> bool:
-        items = json.loads(kubectl("get", "agents", "-n", ns, "-o", "json").stdout)["items"]
-        return len(items) == 3 and all(
-            any(c["type"] == "Ready" and c["status"] == "True" for c in (a.get("status") or {}).get("conditions", []))
-            for a in items)
-
-    wait_for(agents_ready, timeout=120, what="3 Ready agents")
-    # 50 tasks, priorities 0..49 shuffled by a fixed stride; capacity is 30 in total.
+    # No agent has a replica yet, so all 50 tasks queue first; only then does capacity appear, and
+    # the order of assignment is decided by priority rather than by arrival.
     prios = [(i * 17) % 50 for i in range(50)]
     docs = "\n---\n".join(f"""
 apiVersion: agentops.dev/v1alpha1
@@ -66,6 +60,16 @@ kind: AgentTask
 metadata: {{name: job-{i:02d}, namespace: {ns}}}
 spec: {{title: job {i}, priority: {p}, role: developer, capabilities: [python]}}""" for i, p in enumerate(prios))
     apply(docs)
+
+    def all_queued() -> bool:
+        items = json.loads(kubectl("get", "agenttasks", "-n", ns, "-o", "json").stdout)["items"]
+        return len(items) == 50 and all(
+            any(c["type"] == "Assigned" and c["reason"] == "NoAgentAvailable"
+                for c in (t.get("status") or {}).get("conditions", [])) for t in items)
+
+    wait_for(all_queued, timeout=120, what="50 queued tasks")
+    for i in (1, 2, 3):
+        kubectl("scale", "agent", f"dev-{i}", "-n", ns, "--replicas=1")
 
     def assigned() -> list[dict] | None:
         items = json.loads(kubectl("get", "agenttasks", "-n", ns, "-o", "json").stdout)["items"]

@@ -387,21 +387,7 @@ def _job_measurement(obj: dict[str, Any], job: Any, run: ro.AnalysisRunState, me
             if cexc.status != 409:
                 return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", f"creating job {name}: {cexc.reason}")
         return None
-    return an.job_measurement(existing, now, _job_failure_detail(ns, name))
-
-
-def _job_failure_detail(ns: str, job: str) -> str:
-    try:
-        pods = kube.core().list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={job}")
-    except ApiException:
-        return ""
-    for pod in pods.items:
-        for cs in (pod.status.container_statuses or []) if pod.status else []:
-            term = cs.state.terminated if cs.state else None
-            if term and term.exit_code:
-                detail = (term.message or term.reason or "").strip()
-                return f"exit code {term.exit_code}" + (f": {detail[-300:]}" if detail else "")
-    return ""
+    return an.job_measurement(existing, now, kube.job_failure_detail(ns, name, limit=300))
 
 
 # ---- status ----------------------------------------------------------------------------------

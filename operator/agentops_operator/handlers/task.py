@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 from prometheus_client import Counter
 from pydantic import TypeAdapter, ValidationError
 
-from .. import kube, names, selectors, taskflow
+from .. import kube, names, podsecurity, selectors, taskflow
 from .. import settings as settings_mod
 from ..conditions import get_condition, now_iso, set_condition
 from ..lifecycle import Phase, Verdict, judge_request, transition_key
@@ -365,25 +365,10 @@ def _job_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str, round_: 
         res.update(state="Passed", message=f"job {name} completed",
                    finishedAt=(job.get("status") or {}).get("completionTime"))
     else:
-        reason = _failure_reason(pend.obj["metadata"]["namespace"], name) or decision.message
+        reason = kube.job_failure_detail(pend.obj["metadata"]["namespace"], name) or decision.message
         res.update(state="Failed", message=f"job {name} failed: {reason}; bump spec.retry (or change the "
                                            f"request) to run attempt {decision.attempt + 1}")
     return res
-
-
-def _failure_reason(ns: str, job_name: str) -> str:
-    """The pod's termination message (or exit code), which is what the gate wanted to tell."""
-    try:
-        pods = kube.core().list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={job_name}")
-    except ApiException:
-        return ""
-    for pod in pods.items:
-        for cs in (pod.status.container_statuses or []) if pod.status else []:
-            term = cs.state.terminated if cs.state else None
-            if term and term.exit_code:
-                detail = (term.message or term.reason or "").strip()
-                return f"exit code {term.exit_code}" + (f": {detail[-500:]}" if detail else "")
-    return ""
 
 
 def build_gate_job(obj: dict[str, Any], spec: AgentTaskSpec, gate: Gate, key: str, round_: int,
@@ -416,8 +401,7 @@ def build_gate_job(obj: dict[str, Any], spec: AgentTaskSpec, gate: Gate, key: st
         "env": env,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "128Mi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                            "readOnlyRootFilesystem": True, "runAsNonRoot": True},
+        "securityContext": {**podsecurity.CONTAINER_SECURITY_CONTEXT, "readOnlyRootFilesystem": True},
     }
     if command:
         container["command"] = command
@@ -426,8 +410,7 @@ def build_gate_job(obj: dict[str, Any], spec: AgentTaskSpec, gate: Gate, key: st
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": bool(cfg.service_account_name),
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": dict(podsecurity.POD_SECURITY_CONTEXT),
         "containers": [container],
     }
     if cfg.service_account_name:
@@ -631,8 +614,11 @@ def _stop_running_jobs(obj: dict[str, Any]) -> None:
 
 
 def _agent_ready(agent: dict[str, Any]) -> bool:
-    cond = get_condition((agent.get("status") or {}).get("conditions"), "Ready")
-    return bool(cond and cond.get("status") == "True")
+    """Can take work: Ready, and at least one replica actually up (a scaled-to-zero Agent is Ready
+    in the Deployment sense but has nobody to do the task)."""
+    status = agent.get("status") or {}
+    cond = get_condition(status.get("conditions"), "Ready")
+    return bool(cond and cond.get("status") == "True") and int(status.get("readyReplicas") or 0) >= 1
 
 
 def agent_views(agents: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> list[taskflow.AgentView]:
