@@ -87,7 +87,12 @@ operator-bg: install
 demo: install ## local cluster, CRDs, operator in the background, samples, dashboard
 	hack/operator-bg.sh start
 	kubectl apply -f manifests/samples/
-	$(PY) -m agentops_operator.cli dashboard --wait 30
+	$(PY) -m agentops_operator.cli dashboard --wait 30 >/dev/null
+	kubectl get agentops -A
+	@echo
+	$(PY) -m agentops_operator.cli dashboard
+	@echo
+	@echo "operator log: .cluster/operator.log; stop it with: make demo-down"
 
 .PHONY: demo-down
 demo-down: ## stop the background operator

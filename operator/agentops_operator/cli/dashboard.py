@@ -25,9 +25,11 @@ def _table(title: str, headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def _cond(obj: dict[str, Any], type_: str) -> str:
+def _cond(obj: dict[str, Any], type_: str, only_true: bool = False) -> str:
     c = get_condition((obj.get("status") or {}).get("conditions"), type_)
-    return f"{c['status']}/{c.get('reason', '')}" if c else "-"
+    if not c or (only_true and c["status"] != "True"):
+        return "-"
+    return f"{c['status']}/{c.get('reason', '')}"
 
 
 def snapshot() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -49,7 +51,7 @@ def render(agents: list[dict[str, Any]], tasks: list[dict[str, Any]], quotas: li
             t["metadata"]["namespace"], t["metadata"]["name"], t["spec"].get("title", "")[:40],
             str((t.get("status") or {}).get("phase", "-")), t["spec"].get("requestedPhase", ""),
             str((t.get("status") or {}).get("assignee") or "-"), str(t["spec"].get("priority", "")),
-            _cond(t, "TransitionBlocked"),
+            _cond(t, "TransitionBlocked", only_true=True),
         ]
         for t in sorted(tasks, key=lambda t: -int(t["spec"].get("priority", 0)))
     ]
