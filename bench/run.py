@@ -25,7 +25,7 @@ def main() -> int:
         data = json.loads(path.read_text())
         for metric, value in data.get("metrics", {}).items():
             rows.append((data.get("name", path.stem), metric, value))
-    width = max((len(r[0]) + len(r[1]) for r in rows), default=10) + 3
+    width = max((len(r[0]) + len(r[1]) for r in rows), default=10) + 5
     print(f"\n{'benchmark / metric'.ljust(width)}value")
     for name, metric, value in rows:
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -53,6 +53,7 @@ class Runtime:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._errors: dict[tuple[str, str, str], str] = {}
 
     def _lock_for(self, key: tuple[str, str, str]) -> threading.Lock:
         with self._locks_guard:
@@ -76,16 +77,27 @@ class Runtime:
                 outcome = "conflict" if exc.status == 409 else "error"
                 if exc.status != 409:
                     log.warning("reconcile %s %s/%s failed: %s %s", plural, namespace, name, exc.status, exc.reason)
+                    self._report(key, obj, f"API error {exc.status} {exc.reason}")
                 requeue = 0.5 if exc.status == 409 else 5.0
-            except Exception:
+            except Exception as exc:
                 outcome = "error"
                 log.exception("reconcile %s %s/%s crashed", plural, namespace, name)
+                self._report(key, obj, f"{type(exc).__name__}: {exc}")
                 requeue = 10.0
+            else:
+                self._errors.pop(key, None)
             finally:
                 RECONCILE_SECONDS.labels(plural).observe(time.monotonic() - started)
             RECONCILE_TOTAL.labels(plural, outcome).inc()
         if requeue is not None:
             self.schedule(plural, namespace, name, requeue)
+
+    def _report(self, key: tuple[str, str, str], obj: dict[str, Any], message: str) -> None:
+        """Surface a failing reconcile on the object itself (once per distinct error), not only in logs."""
+        if self._errors.get(key) == message:
+            return
+        self._errors[key] = message
+        kube.emit_event(obj, "Warning", "ReconcileFailed", f"{message[:900]}; retrying")
 
     def schedule(self, plural: str, namespace: str, name: str, delay: float) -> None:
         key = (plural, namespace, name)

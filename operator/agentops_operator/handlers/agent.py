@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.rest import ApiException
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from .. import GROUP, VERSION, kube
@@ -26,6 +27,9 @@ from ..models.agent import AgentSpec
 from ..runtime import register
 
 log = logging.getLogger(__name__)
+# Analysis outcomes and rollout steps as metrics, so dashboards and alerts need no log scraping.
+MEASUREMENTS_TOTAL = Counter("agentops_analysis_measurements_total", "Analysis measurements", ["provider", "phase"])
+ROLLOUT_EVENTS_TOTAL = Counter("agentops_rollout_events_total", "Rollout Events emitted, by reason", ["reason"])
 PLURAL = "agents"
 FIELD_MANAGER = "agentops-operator"
 POLL_SECONDS = 5.0  # look again this often while pods or Jobs are pending (watch events come sooner)
@@ -158,6 +162,7 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     ctx.prune(plan, spec, desired)
     _write_status(obj, spec, plan, ctx, layers, acks, total, queue, now)
     for e in events:
+        ROLLOUT_EVENTS_TOTAL.labels(e.reason).inc()
         kube.emit_event(obj, e.type, e.reason, e.message)
     return plan.requeue_after
 
@@ -363,6 +368,8 @@ def _measure(obj: dict[str, Any], spec: AgentSpec, plan: ro.Plan, now: datetime)
         else:
             m = None
         if m is not None:
+            provider = "job" if metric.job else "http" if metric.http else "prometheus"
+            MEASUREMENTS_TOTAL.labels(provider, m.phase.value).inc()
             log.info("agent %s/%s analysis %s %s: %s %s", meta["namespace"], meta["name"], run.run_id, metric_name,
                      m.phase.value, m.message)
             run = run.with_measurement(metric_name, m)

@@ -682,6 +682,7 @@ def assign_namespace(ns: str) -> float | None:
             _record(pend, spec, Phase.ASSIGNED, by, [], agents=agents)
             pend.condition("Assigned", True, "Assigned", f"assigned to {agent_name}")
             pend.events.append(("Normal", "Assigned", f"assigned to agent {agent_name}"))
+            pend.touched_agents.clear()  # counted once for the whole pass, below
             try:
                 _write(pend, None)
             except ApiException as exc:
