@@ -6,7 +6,7 @@
    maximal texts, recorded through the handler's own code; reported as a share of etcd's 1.5 MiB.
 3. On the cluster in KUBECONFIG (an operator is started for a bench namespace): latency from
    request to recorded phase for moves without gates, p50 and p95, and the time to auto-assign
-   100 tasks. Writes bench/results/task.json.
+   100 tasks, and the operator's resident memory idle and with 120 tasks. Writes bench/results/task.json.
 """
 
 from __future__ import annotations
@@ -70,6 +70,14 @@ def worst_status_bytes() -> int:
     return len(json.dumps(pend.status).encode())
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def cluster_latency() -> dict[str, float]:
     config.load_kube_config()
     api = client.CustomObjectsApi()
@@ -85,6 +93,7 @@ def cluster_latency() -> dict[str, float]:
             "spec": {"role": "dev", "image": "x", "maxConcurrentTasks": 1000}})
         me = current_user()
         time.sleep(3)
+        rss_idle = rss_mib(op.pid)
 
         def phase(name: str) -> str | None:
             return (api.get_namespaced_custom_object(GROUP, VERSION, ns, "agenttasks", name).get("status")
@@ -127,8 +136,11 @@ def cluster_latency() -> dict[str, float]:
                 break
             time.sleep(0.1)
         assign_all = time.monotonic() - t0
+        rss_loaded = rss_mib(op.pid)
         q = statistics.quantiles(moves, n=20)
-        return {"move_latency_p50_ms": round(statistics.median(moves) * 1000, 1),
+        return {"operator_rss_mib_idle": rss_idle, "operator_rss_mib_120_tasks": rss_loaded,
+                "operator_rss_ratio_loaded_vs_idle": round(rss_loaded / rss_idle, 2),
+                "move_latency_p50_ms": round(statistics.median(moves) * 1000, 1),
                 "move_latency_p95_ms": round(q[18] * 1000, 1),
                 "assign_100_tasks_s": round(assign_all, 2) if done == 100 else float("nan"),
                 "assigned_of_100": done, "create_100_tasks_s": round(created, 2)}

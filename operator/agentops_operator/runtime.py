@@ -92,6 +92,15 @@ class Runtime:
         if requeue is not None:
             self.schedule(plural, namespace, name, requeue)
 
+    def forget(self, plural: str, namespace: str, name: str) -> None:
+        """Drop the bookkeeping of a deleted object, so a long-running operator does not grow."""
+        key = (plural, namespace, name)
+        with self._locks_guard:
+            self._locks.pop(key, None)
+        with self._heap_guard:
+            self._due.pop(key, None)  # a stale heap entry is skipped when its due time no longer matches
+        self._errors.pop(key, None)
+
     def _report(self, key: tuple[str, str, str], obj: dict[str, Any], message: str) -> None:
         """Surface a failing reconcile on the object itself (once per distinct error), not only in logs."""
         if self._errors.get(key) == message:

@@ -46,6 +46,7 @@ def _on_event(plural: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural, id=f"watch-{plural}")
     async def handler(type: str | None, name: str, namespace: str, **_: Any) -> None:
         if type == "DELETED":
+            runtime.forget(plural, namespace, name)
             return
         await asyncio.to_thread(runtime.reconcile, plural, namespace, name)
 
