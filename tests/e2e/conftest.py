@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -30,6 +31,19 @@ def cluster() -> None:
         pytest.fail(f"no reachable API server at KUBECONFIG={os.environ['KUBECONFIG']}: {proc.stderr}")
     # A cluster-wide demo operator would race the test operator for the same objects.
     subprocess.run([str(ROOT / "hack" / "operator-bg.sh"), "stop"], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def kwok_present() -> bool:
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return any((n["metadata"].get("annotations") or {}).get("kwok.x-k8s.io/node") == "fake" for n in nodes)
+
+
+@pytest.fixture(autouse=True)
+def _needs_kwok(request: pytest.FixtureRequest) -> None:
+    # Fake images, failure/not-ready/delay annotations: only kwok's stages give them meaning.
+    if request.node.get_closest_marker("kwok") and not request.getfixturevalue("kwok_present"):
+        pytest.skip("needs kwok's fake kubelet and hack/kwok stages (make cluster-up); this cluster has none")
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from .agentutil import (
     wait_agent,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kwok]
 
 
 def blue_green(deadline: int = 30, **kw: object) -> dict:

@@ -27,7 +27,7 @@ from .agentutil import (
 )
 from .kubeutil import kubectl
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kwok]
 
 
 def canary(*steps: dict, deadline: int = 30) -> dict:

@@ -16,7 +16,7 @@ import pytest
 from .agentutil import analysis, create_agent, get_agent, patch_spec, prometheus_binary, serve, wait_agent
 from .kubeutil import free_port, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kwok]
 ERROR_RATIO = {"value": 0.01}
 
 

@@ -25,7 +25,7 @@ from .agentutil import (
 )
 from .kubeutil import apply, kubectl
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kwok]
 
 
 def rolling(deadline: int = 30, post: dict | None = None) -> dict:

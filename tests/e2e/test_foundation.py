@@ -91,7 +91,7 @@ spec: {{resource: publish, limit: -1, window: fortnightly}}
     assert "spec.limit" in proc.stderr and "spec.window" in proc.stderr
 
 
-@pytest.mark.parametrize("fail", [False, True])
+@pytest.mark.parametrize("fail", [False, pytest.param(True, marks=pytest.mark.kwok)])
 def test_jobs_run_on_kwok(ns: str, fail: bool) -> None:
     annotations = '{"agentops.dev/kwok-fail": "true"}' if fail else "{}"
     apply(f"""

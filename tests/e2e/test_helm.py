@@ -147,6 +147,7 @@ def _release_objects(release: str) -> list[str]:
     return out.split()
 
 
+@pytest.mark.kwok  # the operator image is not pulled here: kwok makes its pod Ready
 def test_helm_install_and_uninstall(ns: str) -> None:
     release = f"ao-{uuid.uuid4().hex[:6]}"
     sa = f"system:serviceaccount:{ns}:{release}-agentops"

@@ -55,6 +55,7 @@ def test_forward_path_with_default_gates(team: str, operator) -> None:
     assert "ApprovalRecorded" in reasons and "GateStarted" in reasons
 
 
+@pytest.mark.kwok
 def test_failing_gate_blocks_with_reason_then_retry(team: str, operator) -> None:
     ns = team
     # The task's own gate override makes its deliverable check fail (kwok fails annotated pods).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .kubeutil import apply, kget, wait_for
 from .taskutil import EDITOR, blocked, cli, phase_is, task
 
@@ -17,6 +19,8 @@ NO_GATES_UNTIL_DONE = """  gates:
   costs:
   - {resource: publish, amount: 1, phase: Deployed}
 """
+
+pytestmark = pytest.mark.kwok  # delayed, failing and fake-image pods
 
 
 def to_done(ns: str, name: str, annotations: str) -> None:

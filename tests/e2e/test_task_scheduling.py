@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from .kubeutil import apply, kget, kubectl, wait_for
 from .taskutil import EDITOR, cli, phase_is, task
+
+pytestmark = pytest.mark.kwok  # delayed, failing and fake-image pods
 
 
 def _jobs(ns: str, task_name: str) -> list[dict]:
