@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from .kubeutil import apply, kget, kubectl, wait_for
+from .kubeutil import ROOT, apply, kget, kubectl, wait_for
 from .taskutil import APPROVER, EDITOR, OUTSIDER, blocked, cli, events, phase_is, task
 
 
@@ -262,3 +264,51 @@ data:
     msg = blocked(ns, "p1", "InvalidPolicy")["message"]
     assert "ConfigMap gates" in msg and "type" in msg
     assert kget("agenttask", "p1", ns)["status"]["phase"] == "Review"
+
+
+def test_group_approvers_and_timeout_reject(team: str, operator) -> None:
+    ns = team
+    kubectl("create", "rolebinding", "reviewers-approve", "--clusterrole=agentops-approver", "--group=reviewers",
+            "-n", ns)
+    task(ns, "g1", """  gates:
+  - transition: Review->Done
+    gates:
+    - name: review-board
+      type: Approval
+      approval: {required: 1, approvers: {groups: [reviewers]}}
+  - {transition: InProgress->Review, gates: []}
+""")
+    phase_is(ns, "g1", "Assigned")
+    for step in ("InProgress", "Review", "Done"):
+        cli(ns, "task", "move", "g1", step, as_user=EDITOR)
+        if step != "Done":
+            phase_is(ns, "g1", step)
+    blocked(ns, "g1", "AwaitingApproval")
+    # bob may approve in general, but is not in the board's group: his decision does not count.
+    cli(ns, "task", "approve", "g1", "--reason", "fine by me", as_user=APPROVER)
+    assert "not allowed to approve: bob" in blocked(ns, "g1", "AwaitingApproval")["message"]
+    # Claiming a group one is not in is refused at admission.
+    proc = cli(ns, "task", "approve", "g1", "--group", "reviewers", as_user=APPROVER, check=False)
+    assert proc.returncode != 0 and "groups the requesting user belongs to" in proc.stderr
+    cmd = [sys.executable, "-m", "agentops_operator.cli", "-n", ns, "--as", "carol", "--as-group", "reviewers",
+           "task", "approve", "g1", "--group", "reviewers", "--reason", "board ok"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    t = phase_is(ns, "g1", "Done")
+    assert t["status"]["history"][-1]["gates"][0]["message"] == "approved by carol"
+
+    task(ns, "g2", """  gates:
+  - transition: Review->Done
+    gates:
+    - name: quick
+      type: Approval
+      approval: {required: 1, timeoutSeconds: 3, onTimeout: Reject}
+  - {transition: InProgress->Review, gates: []}
+""")
+    phase_is(ns, "g2", "Assigned")
+    for step in ("InProgress", "Review", "Done"):
+        cli(ns, "task", "move", "g2", step, as_user=EDITOR)
+        if step != "Done":
+            phase_is(ns, "g2", step)
+    t = phase_is(ns, "g2", "Rejected", timeout=30)
+    last = t["status"]["history"][-1]
+    assert last["by"] == "system:agentops-operator" and "timed out" in last["notes"]
