@@ -117,6 +117,17 @@ def event_reasons(ns: str, name: str) -> list[str]:
     return [e.reason for e in evs.items]
 
 
+def wait_events(ns: str, name: str, *reasons: str, timeout: float = 15) -> list[str]:
+    """Events are written after the status that they describe: wait for them, don't race them."""
+    deadline = time.monotonic() + timeout
+    seen = event_reasons(ns, name)
+    while not set(reasons) <= set(seen) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen = event_reasons(ns, name)
+    assert set(reasons) <= set(seen), f"missing events {set(reasons) - set(seen)}; seen {sorted(set(seen))}"
+    return seen
+
+
 def condition(agent: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in agent["status"].get("conditions", []) if c["type"] == type_)
 

@@ -13,7 +13,6 @@ from .agentutil import (
     condition,
     core,
     create_agent,
-    event_reasons,
     get_agent,
     job_metric,
     patch_spec,
@@ -21,6 +20,7 @@ from .agentutil import (
     replicas_by_revision,
     time_failure_to_rollback,
     wait_agent,
+    wait_events,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kwok]
@@ -60,7 +60,7 @@ def test_blue_green_manual_promotion_switches_and_scales_down_after_delay(ns: st
     wait_agent(ns, "coder", lambda a: old not in replicas_by_revision(ns, "coder"), what="old scaled down")
     assert time.monotonic() - switched >= 2.5  # scaleDownDelaySeconds (3s), minus polling slack
     assert selector(ns, "coder-preview") is None
-    assert {"Switched", "RolloutCompleted"} <= set(event_reasons(ns, "coder"))
+    wait_events(ns, "coder", "Switched", "RolloutCompleted")
 
 
 def test_blue_green_failed_post_promotion_analysis_switches_back(ns: str, operator) -> None:
@@ -81,7 +81,7 @@ def test_blue_green_failed_post_promotion_analysis_switches_back(ns: str, operat
     assert a["status"]["stableRevision"] == old and a["status"]["desiredRevision"] == new
     assert condition(a, "RolledBack")["status"] == "True"
     wait_agent(ns, "coder", lambda a: replicas_by_revision(ns, "coder") == {old: 2, new: 0}, what="new at 0")
-    assert "SwitchedBack" in event_reasons(ns, "coder")
+    wait_events(ns, "coder", "SwitchedBack")
 
 
 def test_blue_green_failed_pre_promotion_analysis_never_switches(ns: str, operator) -> None:

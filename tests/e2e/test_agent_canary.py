@@ -14,7 +14,6 @@ from .agentutil import (
     condition,
     create_agent,
     deployments,
-    event_reasons,
     get_agent,
     job_metric,
     patch_spec,
@@ -24,6 +23,7 @@ from .agentutil import (
     serve,
     time_failure_to_rollback,
     wait_agent,
+    wait_events,
 )
 from .kubeutil import kubectl
 
@@ -66,7 +66,7 @@ def test_canary_happy_path_steps_then_promote(ns: str, operator) -> None:
                       and a["status"].get("stableRevision") == new, what="healthy on the new revision")
     assert done["status"]["desiredRevision"] == new and done["status"]["readyReplicas"] == 3
     wait_agent(ns, "coder", lambda a: replicas_by_revision(ns, "coder") == {new: 3}, what="old revision removed")
-    assert {"RolloutStarted", "AnalysisSuccessful", "RolloutCompleted"} <= set(event_reasons(ns, "coder"))
+    wait_events(ns, "coder", "RolloutStarted", "AnalysisSuccessful", "RolloutCompleted")
     # Revision history as ControllerRevisions.
     fmt = "jsonpath={range .items[*]}{.revision} {.metadata.labels.agentops\\.dev/revision}\n{end}"
     crs = kubectl("get", "controllerrevisions", "-n", ns, "-l", "agentops.dev/agent=coder", "-o", fmt).stdout
@@ -105,7 +105,7 @@ def test_canary_failed_job_analysis_aborts_and_keeps_stable(ns: str, operator) -
     assert dep.metadata.uid == stable_dep.metadata.uid
     assert dep.spec.template == stable_dep.spec.template
     assert len(pod_uids(ns, "coder", old) & stable_pods) >= 1
-    assert "RolledBack" in event_reasons(ns, "coder")
+    wait_events(ns, "coder", "RolledBack")
 
 
 def test_canary_never_ready_hits_progress_deadline_and_rolls_back(ns: str, operator) -> None:

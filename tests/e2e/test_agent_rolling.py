@@ -15,13 +15,13 @@ from .agentutil import (
     core,
     create_agent,
     deployments,
-    event_reasons,
     get_agent,
     job_metric,
     patch_spec,
     record_timing,
     time_failure_to_rollback,
     wait_agent,
+    wait_events,
 )
 from .kubeutil import apply, kubectl
 
@@ -84,7 +84,7 @@ def test_rolling_failed_post_update_analysis_rolls_back(ns: str, operator) -> No
     assert a["status"]["stableRevision"] == old and a["status"]["desiredRevision"] != old
     rb = condition(a, "RolledBack")
     assert rb["status"] == "True" and rb["reason"] == "AnalysisFailed"
-    assert "RolledBack" in event_reasons(ns, "coder")
+    wait_events(ns, "coder", "RolledBack")
     wait_agent(ns, "coder", lambda a: a["status"].get("readyReplicas") == 2, what="stable pods serve")
 
     # retry runs the same revision again; it fails again, the same way.

@@ -40,7 +40,7 @@ spec: {{role: developer, image: registry.example/agents/dev:1.0}}
 apiVersion: agentops.dev/v1alpha1
 kind: AgentTask
 metadata: {{name: t1, namespace: {ns}}}
-spec: {{title: Write the parser}}
+spec: {{title: Write the parser, role: reviewer}}  # no reviewer agent: it stays in the Backlog
 ---
 apiVersion: agentops.dev/v1alpha1
 kind: Quota

@@ -52,8 +52,9 @@ def test_forward_path_with_default_gates(team: str, operator) -> None:
         ("Done", "Deployed", EDITOR),
         ("Deployed", "RolledBack", EDITOR),
     ]
-    reasons = [e["reason"] for e in events(ns, "t1")]
-    assert reasons.count("Transitioned") == 6
+    # Events are written just after the status they describe.
+    reasons = wait_for(lambda: (r := [e["reason"] for e in events(ns, "t1")]).count("Transitioned") == 6 and r,
+                       timeout=15, what="six Transitioned events")
     assert "ApprovalRecorded" in reasons and "GateStarted" in reasons
 
 
@@ -78,7 +79,8 @@ def test_failing_gate_blocks_with_reason_then_retry(team: str, operator) -> None
     t = kget("agenttask", "t2", ns)
     assert t["status"]["phase"] == "InProgress"
     assert t["spec"]["requestedPhase"] == "Review"  # nothing of the request is lost
-    assert "GateFailed" in [e["reason"] for e in events(ns, "t2") if e["type"] == "Warning"]
+    wait_for(lambda: "GateFailed" in [e["reason"] for e in events(ns, "t2") if e["type"] == "Warning"],
+             timeout=15, what="GateFailed warning event")
     # A retry makes attempt 2 (which fails the same way here: same annotation).
     cli(ns, "task", "retry", "t2", as_user=EDITOR)
     wait_for(lambda: any(g.get("attempt") == 2 and g["state"] == "Failed"

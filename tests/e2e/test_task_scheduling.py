@@ -96,8 +96,8 @@ spec: {{title: job {i}, priority: {p}, role: developer, capabilities: [python]}}
     assert len(waiting) == 20
     assert all(any(c["type"] == "Assigned" and c["reason"] == "NoAgentAvailable"
                    for c in t["status"]["conditions"]) for t in waiting)
-    stats = {a: kget("agent", a, ns)["status"].get("activeTasks") for a in by_agent}
-    assert stats == by_agent
+    wait_for(lambda: {a: kget("agent", a, ns)["status"].get("activeTasks") for a in by_agent} == by_agent,
+             timeout=15, what="agents' activeTasks")
     # Freeing capacity lets the next-highest task in: cancel one of dev-1's tasks.
     victim = next(t for t in items if (t.get("status") or {}).get("assignee") == "dev-1")
     kubectl("patch", "agenttask", victim["metadata"]["name"], "-n", ns, "--type=merge",
