@@ -82,7 +82,8 @@ def test_reset_fires_at_reset_at_with_an_event(ns: str, operator) -> None:
     assert last["windowsElapsed"] == 1
     lateness = parse_time(last["at"]) - window_end
     print(f"\nreset written {lateness.total_seconds():.2f}s after resetAt")
-    assert timedelta(0) <= lateness < timedelta(seconds=3), "the operator resets at resetAt, not at a resync"
+    # The test operator re-lists every 10 s: well under that means the reset was scheduled for resetAt.
+    assert timedelta(0) <= lateness < timedelta(seconds=6), "the operator resets at resetAt, not at a resync"
     assert st["used"] == 0 and st["remaining"] == 5
     assert parse_time(st["windowStart"]) >= window_end
     msgs = wait_for(lambda: events(ns, "burst", "QuotaReset"), timeout=10, what="QuotaReset event")

@@ -268,23 +268,26 @@ data:
     assert kget("agenttask", "p1", ns)["status"]["phase"] == "Review"
 
 
+def to_review_then_request_done(ns: str, name: str, review_gate: str) -> None:
+    """A task with one Review->Done gate, moved to Review, with Done requested."""
+    task(ns, name, f"""  gates:
+  - transition: Review->Done
+    gates: [{review_gate}]
+  - {{transition: InProgress->Review, gates: []}}
+""")
+    phase_is(ns, name, "Assigned")
+    for step in ("InProgress", "Review", "Done"):
+        cli(ns, "task", "move", name, step, as_user=EDITOR)
+        if step != "Done":
+            phase_is(ns, name, step)
+
+
 def test_group_approvers_and_timeout_reject(team: str, operator) -> None:
     ns = team
     kubectl("create", "rolebinding", "reviewers-approve", "--clusterrole=agentops-approver", "--group=reviewers",
             "-n", ns)
-    task(ns, "g1", """  gates:
-  - transition: Review->Done
-    gates:
-    - name: review-board
-      type: Approval
-      approval: {required: 1, approvers: {groups: [reviewers]}}
-  - {transition: InProgress->Review, gates: []}
-""")
-    phase_is(ns, "g1", "Assigned")
-    for step in ("InProgress", "Review", "Done"):
-        cli(ns, "task", "move", "g1", step, as_user=EDITOR)
-        if step != "Done":
-            phase_is(ns, "g1", step)
+    to_review_then_request_done(ns, "g1", "{name: review-board, type: Approval, "
+                                "approval: {required: 1, approvers: {groups: [reviewers]}}}")
     blocked(ns, "g1", "AwaitingApproval")
     # bob may approve in general, but is not in the board's group: his decision does not count.
     cli(ns, "task", "approve", "g1", "--reason", "fine by me", as_user=APPROVER)
@@ -298,19 +301,8 @@ def test_group_approvers_and_timeout_reject(team: str, operator) -> None:
     t = phase_is(ns, "g1", "Done")
     assert t["status"]["history"][-1]["gates"][0]["message"] == "approved by carol"
 
-    task(ns, "g2", """  gates:
-  - transition: Review->Done
-    gates:
-    - name: quick
-      type: Approval
-      approval: {required: 1, timeoutSeconds: 3, onTimeout: Reject}
-  - {transition: InProgress->Review, gates: []}
-""")
-    phase_is(ns, "g2", "Assigned")
-    for step in ("InProgress", "Review", "Done"):
-        cli(ns, "task", "move", "g2", step, as_user=EDITOR)
-        if step != "Done":
-            phase_is(ns, "g2", step)
+    to_review_then_request_done(ns, "g2", "{name: quick, type: Approval, "
+                                "approval: {required: 1, timeoutSeconds: 3, onTimeout: Reject}}")
     t = phase_is(ns, "g2", "Rejected", timeout=30)
     last = t["status"]["history"][-1]
     assert last["by"] == "system:agentops-operator" and "timed out" in last["notes"]
