@@ -145,7 +145,7 @@ class Runtime:
         while True:
             for plural in list(RECONCILERS):
                 try:
-                    items = await asyncio.to_thread(self._list, plural)
+                    items = await asyncio.to_thread(self.list_watched, plural)
                 except ApiException as exc:
                     log.warning("resync list of %s failed: %s", plural, exc.reason)
                     continue
@@ -155,7 +155,8 @@ class Runtime:
             await asyncio.sleep(period)
 
     @staticmethod
-    def _list(plural: str) -> list[dict[str, Any]]:
+    def list_watched(plural: str) -> list[dict[str, Any]]:
+        """All objects of a kind in the namespaces this operator watches."""
         namespaces = settings_mod.current.namespaces
         if not namespaces:
             return kube.list_custom(plural)

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 # two test sessions (or a developer's and CI's) can share one cluster without racing.
 SESSION = uuid.uuid4().hex[:4]
 NS_PREFIX = f"t{SESSION}-"
+OPERATOR_NS = f"{NS_PREFIX}system"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,7 +53,8 @@ def operator() -> Iterator[OperatorProcess]:
     log_dir.mkdir(exist_ok=True)
     log_path = log_dir / "operator-e2e.log"
     log_path.write_bytes(b"")
-    op = OperatorProcess(log_path, extra_args=("--namespace", f"{NS_PREFIX}*"))
+    # The session's "operator namespace" (global config) is inside the watched prefix too.
+    op = OperatorProcess(log_path, extra_args=("--namespace", f"{NS_PREFIX}*", "--operator-namespace", OPERATOR_NS))
     op.start()
     yield op
     op.stop()

@@ -126,6 +126,35 @@ def test_environment_config_change_rolls_out_a_new_revision(ns: str, operator) -
     assert get_agent(ns, "coder")["spec"]["config"] == {"log.level": "debug"}  # spec untouched
 
 
+def test_global_config_is_the_lowest_level_and_rolls_out(ns: str, operator) -> None:
+    from .conftest import OPERATOR_NS
+
+    kubectl("create", "namespace", OPERATOR_NS, check=False)
+    global_cm = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "agentops-global-config", "namespace": OPERATOR_NS,
+                              "labels": {"agentops.dev/config": "global"}},
+                 "data": {"model.name": "base", "region": "eu"}}
+    apply(json.dumps(global_cm))
+    try:
+        env_cm = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": "env", "namespace": ns, "labels": {"agentops.dev/config": "environment"}},
+                  "data": {"model.name": "small"}}
+        apply(json.dumps(env_cm), ns)
+        first = create_agent(ns, "coder", rolling(), config={"log.level": "debug"})
+        old = first["status"]["stableRevision"]
+        assert first["status"]["configSources"] == {"model.name": "environment", "region": "global",
+                                                    "log.level": "instance"}
+        global_cm["data"]["region"] = "us"
+        apply(json.dumps(global_cm))
+        a = wait_agent(ns, "coder", lambda a: a["status"].get("phase") == "Healthy"
+                       and a["status"].get("stableRevision") not in (None, old), timeout=30,
+                       what="rollout after a global config change")
+        data = core().read_namespaced_config_map(f"coder-config-{a['status']['stableRevision']}", ns).data
+        assert data == {"model.name": "small", "region": "us", "log.level": "debug"}
+    finally:
+        kubectl("delete", "configmap", "agentops-global-config", "-n", OPERATOR_NS, check=False)
+
+
 def test_queue_depth_autoscaling_follows_open_tasks(ns: str, operator) -> None:
     create_agent(ns, "coder", rolling(), replicas=1,
                  autoscaling={"queue": {"minReplicas": 1, "maxReplicas": 3, "tasksPerReplica": 2}})

@@ -92,6 +92,16 @@ async def _environment_config_event(namespace: str, **_: Any) -> None:
         runtime.schedule("agents", namespace, item["metadata"]["name"], 0)
 
 
+@kopf.on.event("v1", "configmaps", labels={"agentops.dev/config": "global"}, id="watch-global-config")
+async def _global_config_event(name: str, namespace: str, **_: Any) -> None:
+    """Global config changed: every Agent the operator watches may get a new revision."""
+    cfg = settings_mod.current
+    if name != cfg.global_config_map or namespace != cfg.operator_namespace:
+        return
+    for item in await asyncio.to_thread(runtime.list_watched, "agents"):
+        runtime.schedule("agents", item["metadata"]["namespace"], item["metadata"]["name"], 0)
+
+
 @kopf.on.event(GROUP, VERSION, "agenttasks", id="wake-queue-scaled-agents")
 async def _queue_event(namespace: str, **_: Any) -> None:
     """Open tasks changed: Agents with queue-depth autoscaling recompute their replicas."""
