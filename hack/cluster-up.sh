@@ -53,8 +53,11 @@ if kwokctl get clusters 2>/dev/null | grep -qx "$NAME"; then
     if healthy; then
       echo "cluster $NAME already running"
     else
-      # Left over from an earlier session whose processes were stopped: start it again.
-      kwokctl start cluster --name "$NAME" --timeout 120s >&2 || kwokctl delete cluster --name "$NAME" >&2 || true
+      # Left over from processes that were killed (a reboot, a stopped session). `kwokctl start`
+      # revives it, but kwok then waits minutes for its old node lease to expire before it manages
+      # pods again; a fresh cluster is ready in seconds, so re-create it (it is a test cluster).
+      echo "cluster $NAME is stopped: re-creating it" >&2
+      kwokctl delete cluster --name "$NAME" >&2 || true
     fi
   fi
 fi
@@ -67,4 +70,5 @@ fi
 
 # Server-side apply keeps this idempotent.
 kubectl --kubeconfig "$KUBECONFIG_FILE" apply --server-side -f "$ROOT/hack/kwok/node.yaml" >/dev/null
+kubectl --kubeconfig "$KUBECONFIG_FILE" wait --for=condition=Ready node/kwok-node-0 --timeout=60s >/dev/null
 echo "cluster $NAME ready; export KUBECONFIG=$KUBECONFIG_FILE PATH=$DIR/bin:\$PATH"
