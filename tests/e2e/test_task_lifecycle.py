@@ -306,3 +306,22 @@ def test_group_approvers_and_timeout_reject(team: str, operator) -> None:
     t = phase_is(ns, "g2", "Rejected", timeout=30)
     last = t["status"]["history"][-1]
     assert last["by"] == "system:agentops-operator" and "timed out" in last["notes"]
+
+
+def test_agent_role_approver(team: str, operator) -> None:
+    ns = team
+    apply(f"""
+apiVersion: agentops.dev/v1alpha1
+kind: Agent
+metadata: {{name: qa-bot, namespace: {ns}}}
+spec: {{role: qa, image: registry.example/qa:1}}
+""")
+    sa = f"system:serviceaccount:{ns}:agent-qa-bot"
+    kubectl("create", "rolebinding", "qa-bot-approves", "--clusterrole=agentops-approver",
+            f"--serviceaccount={ns}:agent-qa-bot", "-n", ns)
+    to_review_then_request_done(ns, "r1", "{name: qa-signoff, type: Approval, "
+                                "approval: {required: 1, approvers: {roles: [qa]}}}")
+    blocked(ns, "r1", "AwaitingApproval")
+    cli(ns, "task", "approve", "r1", "--reason", "suite green", as_user=sa)
+    t = phase_is(ns, "r1", "Done")
+    assert t["status"]["history"][-1]["gates"][0]["message"] == f"approved by {sa}"
