@@ -73,6 +73,11 @@ class Runtime:
             try:
                 requeue = fn(obj)
             except ApiException as exc:
+                if _namespace_going_away(exc):
+                    # Children cannot be created in a terminating namespace; the object goes with it.
+                    log.debug("reconcile %s %s/%s skipped: namespace is going away", plural, namespace, name)
+                    RECONCILE_TOTAL.labels(plural, "gone").inc()
+                    return
                 # 409: someone wrote first; re-read and try again shortly.
                 outcome = "conflict" if exc.status == 409 else "error"
                 if exc.status != 409:
@@ -164,6 +169,11 @@ class Runtime:
             # Globs (as kopf accepts them): list everywhere, keep the matching namespaces.
             return [o for o in kube.list_custom(plural) if watched(o["metadata"]["namespace"])]
         return [o for ns in namespaces for o in kube.list_custom(plural, ns)]
+
+
+def _namespace_going_away(exc: ApiException) -> bool:
+    body = exc.body if isinstance(exc.body, str) else ""
+    return (exc.status == 403 and "being terminated" in body) or (exc.status == 404 and '"kind":"namespaces"' in body)
 
 
 def watched(namespace: str) -> bool:
