@@ -111,3 +111,16 @@ def cel_request_rule() -> dict[str, str]:
         "reason": "FieldValueForbidden",
         "fieldPath": ".spec.requestedPhase",
     }
+
+
+def cel_initial_rule() -> dict[str, str]:
+    """Before the operator has recorded any phase (on create, status is dropped), only the moves
+    legal from Backlog can be requested."""
+    first = (P.BACKLOG, *TRANSITIONS[P.BACKLOG])
+    allowed = ", ".join(p.value for p in first)
+    return {
+        "rule": f"has(self.status) || self.spec.requestedPhase in {_cel_list(first)}",
+        "message": f"spec.requestedPhase: a new task starts in Backlog; it may request {allowed}",
+        "reason": "FieldValueForbidden",
+        "fieldPath": ".spec.requestedPhase",
+    }

@@ -78,6 +78,14 @@ spec: {{title: Illegal}}
     assert "illegal move from Backlog to Deployed" in proc.stderr
     assert "allowed from Backlog: Assigned, Cancelled" in proc.stderr
     assert kget("agenttask", "t2", ns)["spec"]["requestedPhase"] == "Backlog"
+    # A new task cannot start beyond the first move either.
+    proc = apply(f"""
+apiVersion: agentops.dev/v1alpha1
+kind: AgentTask
+metadata: {{name: t3, namespace: {ns}}}
+spec: {{title: Too far, requestedPhase: Review}}
+""", check=False)
+    assert proc.returncode != 0 and "a new task starts in Backlog" in proc.stderr
 
 
 def test_bad_input_names_the_field(ns: str) -> None:

@@ -11,6 +11,7 @@ from agentops_operator.lifecycle import (
     TRANSITIONS,
     Phase,
     Verdict,
+    cel_initial_rule,
     cel_request_rule,
     describe_allowed,
     is_legal,
@@ -79,3 +80,9 @@ def test_cel_rule_names_every_phase_and_allowed_moves() -> None:
         assert f"'{phase.value}'" in rule["rule"]
     assert "'Backlog': 'Assigned, Cancelled'" in rule["messageExpression"]
     assert rule["fieldPath"] == ".spec.requestedPhase"
+
+
+def test_cel_initial_rule_allows_only_first_moves() -> None:
+    rule = cel_initial_rule()
+    assert rule["rule"] == "has(self.status) || self.spec.requestedPhase in ['Backlog', 'Assigned', 'Cancelled']"
+    assert "Backlog, Assigned, Cancelled" in rule["message"]

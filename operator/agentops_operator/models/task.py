@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..lifecycle import Phase, cel_request_rule
+from ..lifecycle import Phase, cel_initial_rule, cel_request_rule
 from .base import Condition, CRDInfo, K8sModel, PrinterColumn, conditions_field
 
 PHASES = [p.value for p in Phase]
@@ -249,5 +249,5 @@ CRD = CRDInfo(
         ),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
-    root_validations=(cel_request_rule(),),
+    root_validations=(cel_request_rule(), cel_initial_rule()),
 )
