@@ -196,15 +196,7 @@ def desired_revision(agent: str, spec: AgentSpec, merged_config: Mapping[str, st
 
 
 def _owner(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
-    meta = obj["metadata"]
-    return [{
-        "apiVersion": obj.get("apiVersion", "agentops.dev/v1alpha1"),
-        "kind": obj.get("kind", "Agent"),
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }]
+    return [names.owner_reference({"kind": "Agent", **obj})]
 
 
 def _int_or_percent(value: str) -> int | str:

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from . import agent_workload as wl
+from . import names, podsecurity
 from . import rollout as ro
 from .models.agent import HTTPProvider, JobProvider, Metric, PrometheusProvider
 
@@ -291,18 +292,10 @@ def analysis_job(obj: Mapping[str, Any], p: JobProvider, run_id: str, metric: st
     labels = {**wl.base_labels(agent), wl.LABEL_ANALYSIS_RUN: names_safe(run_id), wl.LABEL_METRIC: metric}
     env = [{"name": "AGENTOPS_" + k.upper(), "value": v} for k, v in sorted(ctx.items())]
     env += [{"name": e.name, "value": render(e.value, ctx)} for e in p.env]
-    container: dict[str, Any] = {
-        "name": "analysis",
-        "image": p.image,
-        "env": env,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "128Mi"}},
-        "securityContext": {**wl.CONTAINER_SECURITY_CONTEXT, "readOnlyRootFilesystem": True},
-    }
-    if p.command:
-        container["command"] = [render(c, ctx) for c in p.command]
-    if p.args:
-        container["args"] = [render(a, ctx) for a in p.args]
+    container = podsecurity.check_container(
+        "analysis", p.image, env,
+        command=[render(c, ctx) for c in p.command], args=[render(a, ctx) for a in p.args],
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -311,10 +304,7 @@ def analysis_job(obj: Mapping[str, Any], p: JobProvider, run_id: str, metric: st
             "namespace": ns,
             "labels": labels,
             "annotations": {"agentops.dev/analysis-run": run_id, "agentops.dev/measurement": str(index)},
-            "ownerReferences": [{
-                "apiVersion": obj.get("apiVersion", "agentops.dev/v1alpha1"), "kind": "Agent", "name": agent,
-                "uid": obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [names.owner_reference({"kind": "Agent", **obj})],
         },
         "spec": {
             "backoffLimit": 0,  # one pod, one verdict: a retry would hide a failing check

@@ -97,17 +97,6 @@ def replace_status(plural: str, obj: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def owner_reference(obj: dict[str, Any], controller: bool = True) -> dict[str, Any]:
-    return {
-        "apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
-        "kind": obj["kind"],
-        "name": obj["metadata"]["name"],
-        "uid": obj["metadata"]["uid"],
-        "controller": controller,
-        "blockOwnerDeletion": True,
-    }
-
-
 def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
     """Record a core/v1 Event on the object. Failures are logged, never raised: events are best effort."""
     meta = obj["metadata"]

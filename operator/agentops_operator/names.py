@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "agentops-operator"}
 OPERATOR_USER = "system:agentops-operator"
@@ -25,3 +27,16 @@ def agent_sa_username(namespace: str, agent: str) -> str:
 def gate_job_name(task: str, transition: str, gate: str, round_: int, attempt: int) -> str:
     """One Job per gate attempt; stable across operator restarts, within the 63-char label limit."""
     return f"{task[:36].rstrip('-')}-g{short_hash(transition, gate, str(round_))}-{attempt}"
+
+
+def owner_reference(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The controller ownerReference every child carries, so garbage collection follows the owner."""
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj.get("apiVersion", "agentops.dev/v1alpha1"),
+        "kind": obj["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

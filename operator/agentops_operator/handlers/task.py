@@ -395,18 +395,7 @@ def build_gate_job(obj: dict[str, Any], spec: AgentTaskSpec, gate: Gate, key: st
         {"name": "AGENTOPS_DEPLOY_VERSION", "value": (spec.deploy.version or "") if spec.deploy else ""},
         {"name": "AGENTOPS_DEPLOY_IMAGE", "value": (spec.deploy.image or "") if spec.deploy else ""},
     ] + [{"name": e.name, "value": e.value} for e in cfg.env]
-    container: dict[str, Any] = {
-        "name": "gate",
-        "image": cfg.image,
-        "env": env,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "128Mi"}},
-        "securityContext": {**podsecurity.CONTAINER_SECURITY_CONTEXT, "readOnlyRootFilesystem": True},
-    }
-    if command:
-        container["command"] = command
-    if cfg.args:
-        container["args"] = list(cfg.args)
+    container = podsecurity.check_container("gate", cfg.image, env, command=command, args=cfg.args)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": bool(cfg.service_account_name),
@@ -431,7 +420,7 @@ def build_gate_job(obj: dict[str, Any], spec: AgentTaskSpec, gate: Gate, key: st
                 "agentops.dev/task-generation": str(meta.get("generation", 1)),
                 "agentops.dev/task-retry": str(spec.retry),
             },
-            "ownerReferences": [kube.owner_reference(obj)],
+            "ownerReferences": [names.owner_reference(obj)],
         },
         "spec": {
             "backoffLimit": cfg.backoff_limit,
