@@ -83,30 +83,34 @@ async def _analysis_job_event(body: kopf.Body, namespace: str, **_: Any) -> None
     _wake_owner_agent(body, namespace)
 
 
-@kopf.on.event("v1", "configmaps", labels={"agentops.dev/config": "environment"}, id="watch-environment-config")
-async def _environment_config_event(namespace: str, **_: Any) -> None:
-    """Environment-level config changed: every Agent of the namespace may get a new revision."""
-    from .. import kube
+@kopf.index(GROUP, VERSION, "agents")  # handlers receive it as `agents_by_namespace`
+def agents_by_namespace(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, bool]]:
+    """Agents per namespace, kept in memory from the watch, so that events of other kinds (tasks,
+    ConfigMaps) find the Agents to wake without an API call each: (name, queue-autoscaled)."""
+    return {namespace: (name, bool((spec.get("autoscaling") or {}).get("queue")))}
 
-    for item in await asyncio.to_thread(kube.list_custom, "agents", namespace):
-        runtime.schedule("agents", namespace, item["metadata"]["name"], 0)
+
+@kopf.on.event("v1", "configmaps", labels={"agentops.dev/config": "environment"}, id="watch-environment-config")
+async def _environment_config_event(namespace: str, agents_by_namespace: kopf.Index, **_: Any) -> None:
+    """Environment-level config changed: every Agent of the namespace may get a new revision."""
+    for agent_name, _queue in agents_by_namespace.get(namespace, []):
+        runtime.schedule("agents", namespace, agent_name, 0)
 
 
 @kopf.on.event("v1", "configmaps", labels={"agentops.dev/config": "global"}, id="watch-global-config")
-async def _global_config_event(name: str, namespace: str, **_: Any) -> None:
+async def _global_config_event(name: str, namespace: str, agents_by_namespace: kopf.Index, **_: Any) -> None:
     """Global config changed: every Agent the operator watches may get a new revision."""
     cfg = settings_mod.current
     if name != cfg.global_config_map or namespace != cfg.operator_namespace:
         return
-    for item in await asyncio.to_thread(runtime.list_watched, "agents"):
-        runtime.schedule("agents", item["metadata"]["namespace"], item["metadata"]["name"], 0)
+    for ns, store in agents_by_namespace.items():
+        for agent_name, _queue in store:
+            runtime.schedule("agents", ns, agent_name, 0)
 
 
 @kopf.on.event(GROUP, VERSION, "agenttasks", id="wake-queue-scaled-agents")
-async def _queue_event(namespace: str, **_: Any) -> None:
+async def _queue_event(namespace: str, agents_by_namespace: kopf.Index, **_: Any) -> None:
     """Open tasks changed: Agents with queue-depth autoscaling recompute their replicas."""
-    from .. import kube
-
-    for item in await asyncio.to_thread(kube.list_custom, "agents", namespace):
-        if ((item.get("spec") or {}).get("autoscaling") or {}).get("queue"):
-            runtime.schedule("agents", namespace, item["metadata"]["name"], 0)
+    for agent_name, queue in agents_by_namespace.get(namespace, []):
+        if queue:
+            runtime.schedule("agents", namespace, agent_name, 0)
