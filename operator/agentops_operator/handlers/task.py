@@ -22,7 +22,7 @@ from .. import settings as settings_mod
 from ..conditions import get_condition, now_iso, set_condition
 from ..lifecycle import Phase, Verdict, judge_request, transition_key
 from ..models.task import AgentTaskSpec, Gate, TransitionGates
-from ..runtime import register
+from ..runtime import register, runtime
 
 log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
@@ -112,7 +112,8 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     if recorded == Phase.BACKLOG and requested in (Phase.BACKLOG, Phase.ASSIGNED):
         # Assignment is decided for the whole namespace at once (priority order, capacity).
         _write(pend, None)
-        return assign_namespace(meta["namespace"])
+        assign_namespace(meta["namespace"])
+        return None
 
     verdict = judge_request(recorded, requested)
     requeue: float | None = None
@@ -628,8 +629,8 @@ def agent_views(agents: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> li
     ]
 
 
-def assign_namespace(ns: str) -> float | None:
-    """Assign every waiting backlog task of a namespace, highest priority first. Returns a requeue delay."""
+def assign_namespace(ns: str) -> None:
+    """Assign every waiting backlog task of a namespace, highest priority first (one pass covers all)."""
     with _ns_lock(ns):
         tasks = kube.list_custom(PLURAL, ns)
         agents = kube.list_custom("agents", ns)
@@ -654,7 +655,7 @@ def assign_namespace(ns: str) -> float | None:
                 name=t["metadata"]["name"], priority=spec.priority, created=t["metadata"]["creationTimestamp"],
                 role=role, capabilities=frozenset(spec.capabilities), agent=agent))
         if not task_views:
-            return None
+            return
         plan = taskflow.plan_assignments(task_views, views)
         now = datetime.now(UTC)
         touched: set[str] = set()
@@ -678,6 +679,7 @@ def assign_namespace(ns: str) -> float | None:
                 if exc.status != 409:
                     raise
                 continue  # changed under us: the next pass sees the new version
+            obj["status"] = pend.status  # the listed view now matches what was written
             touched.add(agent_name)
         for task_name, why in plan.waiting.items():
             obj = backlog[task_name]
@@ -690,13 +692,17 @@ def assign_namespace(ns: str) -> float | None:
                 if exc.status != 409:
                     raise
         if touched:
-            refresh_agent_stats(ns, touched, now)
-        return BACKLOG_POLL_SECONDS if plan.waiting else None
+            refresh_agent_stats(ns, touched, now, tasks)
+        if plan.waiting:
+            # One waiting task is enough to bring the next pass, which covers them all.
+            runtime.schedule(PLURAL, ns, next(iter(plan.waiting)), BACKLOG_POLL_SECONDS)
 
 
-def refresh_agent_stats(ns: str, agent_names: set[str], now: datetime) -> None:
+def refresh_agent_stats(ns: str, agent_names: set[str], now: datetime,
+                        tasks: list[dict[str, Any]] | None = None) -> None:
     """activeTasks and tasksCompleted are counted from the tasks themselves, so they never drift."""
-    tasks = kube.list_custom(PLURAL, ns)
+    if tasks is None:
+        tasks = kube.list_custom(PLURAL, ns)
     active_phases = {p.value for p in taskflow.ACTIVE_PHASES}
     for agent in sorted(agent_names):
         active = sum(1 for t in tasks if (t.get("status") or {}).get("assignee") == agent
