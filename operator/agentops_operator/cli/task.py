@@ -54,8 +54,8 @@ def register(sub: Any) -> None:
     h.set_defaults(func=_history)
 
 
-def _update(args: argparse.Namespace, mutate: Callable[[dict[str, Any]], None]) -> int:
-    """Read-modify-write with the resourceVersion precondition; retried on conflict."""
+def _update(args: argparse.Namespace, mutate: Callable[[dict[str, Any]], None], done: str) -> int:
+    """Read-modify-write with the resourceVersion precondition; retried on conflict. Prints `done`."""
     ns = namespace(args)
     for _ in range(10):
         obj = kube.get_custom(PLURAL, ns, args.name)
@@ -64,6 +64,7 @@ def _update(args: argparse.Namespace, mutate: Callable[[dict[str, Any]], None]) 
         mutate(obj)
         try:
             kube.custom().replace_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, args.name, obj)
+            print(f"agenttask/{args.name}: {done}")
             return 0
         except ApiException as exc:
             if exc.status == 409:
@@ -91,10 +92,7 @@ def _move(args: argparse.Namespace) -> int:
             if args.deploy_image:
                 deploy["image"] = args.deploy_image
 
-    code = _update(args, mutate)
-    if code == 0:
-        print(f"agenttask/{args.name}: requested {args.phase} as {user}")
-    return code
+    return _update(args, mutate, f"requested {args.phase} as {user}")
 
 
 def _approve(args: argparse.Namespace) -> int:
@@ -107,10 +105,7 @@ def _approve(args: argparse.Namespace) -> int:
             entry["groups"] = list(args.group)
         obj["spec"].setdefault("approvals", []).append(entry)
 
-    code = _update(args, mutate)
-    if code == 0:
-        print(f"agenttask/{args.name}: {args.decision.lower()} {args.transition} as {user}")
-    return code
+    return _update(args, mutate, f"{args.decision.lower()} {args.transition} as {user}")
 
 
 def _retry(args: argparse.Namespace) -> int:
@@ -120,10 +115,7 @@ def _retry(args: argparse.Namespace) -> int:
         obj["spec"]["retry"] = int(obj["spec"].get("retry", 0)) + 1
         obj["spec"]["by"] = user
 
-    code = _update(args, mutate)
-    if code == 0:
-        print(f"agenttask/{args.name}: retry requested as {user}")
-    return code
+    return _update(args, mutate, f"retry requested as {user}")
 
 
 def _history(args: argparse.Namespace) -> int:
