@@ -211,3 +211,17 @@ def prometheus_binary() -> str | None:
         if Path(candidate).exists():
             return candidate
     return None
+
+
+def roll_out_never_ready(ns: str, strategy: dict[str, Any], label: str, **create: Any) -> tuple[dict[str, Any], str]:
+    """Create a Healthy Agent, then roll out pods that never become Ready; wait for Degraded and
+    record the time it took. Returns (the Degraded agent, the stable revision before the change)."""
+    first = create_agent(ns, "coder", strategy, **create)
+    old = first["status"]["stableRevision"]
+    started = time.monotonic()
+    patch_spec(ns, "coder", {"image": "registry.example/agents/coder:hang", "podAnnotations": NOT_READY})
+    a = wait_agent(ns, "coder", lambda a: a["status"].get("phase") == "Degraded", timeout=60,
+                   what="progress deadline rollback")
+    record_timing(f"{label}: pods never Ready, progress deadline 6s -> rolled back after (s)",
+                  time.monotonic() - started)
+    return a, old

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from .agentutil import (
-    NOT_READY,
     analysis,
     cli,
     condition,
@@ -18,6 +17,7 @@ from .agentutil import (
     patch_spec,
     record_timing,
     replicas_by_revision,
+    roll_out_never_ready,
     time_failure_to_rollback,
     wait_agent,
     wait_events,
@@ -100,13 +100,7 @@ def test_blue_green_failed_pre_promotion_analysis_never_switches(ns: str, operat
 
 
 def test_blue_green_preview_never_ready_rolls_back(ns: str, operator) -> None:
-    first = create_agent(ns, "coder", blue_green(deadline=6))
-    old = first["status"]["stableRevision"]
-    started = time.monotonic()
-    patch_spec(ns, "coder", {"image": "registry.example/agents/coder:hang", "podAnnotations": NOT_READY})
-    a = wait_agent(ns, "coder", lambda a: a["status"].get("phase") == "Degraded", timeout=60, what="deadline")
-    record_timing("blueGreen: pods never Ready, progress deadline 6s -> rolled back after (s)",
-                  time.monotonic() - started)
+    a, old = roll_out_never_ready(ns, blue_green(deadline=6), "blueGreen")
     assert a["status"]["reason"] == "ProgressDeadlineExceeded" and a["status"]["stableRevision"] == old
     assert selector(ns, "coder")["agentops.dev/revision"] == old  # type: ignore[index]
     assert replicas_by_revision(ns, "coder")[old] == 2

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from .agentutil import (
-    NOT_READY,
     analysis,
     cli,
     condition,
@@ -20,6 +18,7 @@ from .agentutil import (
     pod_uids,
     record_timing,
     replicas_by_revision,
+    roll_out_never_ready,
     serve,
     time_failure_to_rollback,
     wait_agent,
@@ -109,14 +108,7 @@ def test_canary_failed_job_analysis_aborts_and_keeps_stable(ns: str, operator) -
 
 
 def test_canary_never_ready_hits_progress_deadline_and_rolls_back(ns: str, operator) -> None:
-    first = create_agent(ns, "coder", canary({"setWeight": 50}, {"pause": {}}, deadline=6), replicas=2)
-    old = first["status"]["stableRevision"]
-    started = time.monotonic()
-    patch_spec(ns, "coder", {"image": "registry.example/agents/coder:hang", "podAnnotations": NOT_READY})
-    a = wait_agent(ns, "coder", lambda a: a["status"].get("phase") == "Degraded", timeout=60,
-                   what="progress deadline rollback")
-    record_timing("canary: pods never Ready, progress deadline 6s -> rolled back after (s)",
-                  time.monotonic() - started)
+    a, old = roll_out_never_ready(ns, canary({"setWeight": 50}, {"pause": {}}, deadline=6), "canary", replicas=2)
     assert a["status"]["reason"] == "ProgressDeadlineExceeded"
     new = a["status"]["desiredRevision"]
     assert replicas_by_revision(ns, "coder") == {old: 2, new: 0}

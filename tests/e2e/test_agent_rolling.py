@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from .agentutil import (
-    NOT_READY,
     analysis,
     cli,
     condition,
@@ -19,6 +17,7 @@ from .agentutil import (
     job_metric,
     patch_spec,
     record_timing,
+    roll_out_never_ready,
     time_failure_to_rollback,
     wait_agent,
     wait_events,
@@ -94,13 +93,7 @@ def test_rolling_failed_post_update_analysis_rolls_back(ns: str, operator) -> No
 
 
 def test_rolling_pods_never_ready_progress_deadline_rolls_back(ns: str, operator) -> None:
-    first = create_agent(ns, "coder", rolling(deadline=6))
-    old = first["status"]["stableRevision"]
-    started = time.monotonic()
-    patch_spec(ns, "coder", {"image": "registry.example/agents/coder:hang", "podAnnotations": NOT_READY})
-    a = wait_agent(ns, "coder", lambda a: a["status"].get("phase") == "Degraded", timeout=60, what="deadline")
-    record_timing("rolling: pods never Ready, progress deadline 6s -> rolled back after (s)",
-                  time.monotonic() - started)
+    a, old = roll_out_never_ready(ns, rolling(deadline=6), "rolling")
     assert a["status"]["reason"] == "ProgressDeadlineExceeded"
     assert template_revision(ns) == old
     wait_agent(ns, "coder", lambda a: a["status"].get("availableReplicas") == 2, what="stable back to full")
