@@ -8,9 +8,19 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from .base import Condition, CRDInfo, K8sModel, PrinterColumn, ScaleSubresource, conditions_field
+from .base import (
+    ENV_NAME,
+    CheckJob,
+    Condition,
+    CRDInfo,
+    EnvVar,
+    K8sModel,
+    PrinterColumn,
+    ScaleSubresource,
+    conditions_field,
+)
 
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ENV_NAME = ENV_NAME
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _INT_OR_PERCENT = r"^[0-9]+%?$"
 
@@ -31,11 +41,6 @@ def _one_of(*fields: str, what: str) -> ConfigDict:
 
 
 # ---- pod template ----------------------------------------------------------------------------
-
-
-class EnvVar(K8sModel):
-    name: str = Field(description="Variable name.", pattern=_ENV_NAME, max_length=253)
-    value: str = Field(default="", description="Literal value (never put secrets here: use secretEnv).")
 
 
 class SecretEnvVar(K8sModel):
@@ -98,15 +103,10 @@ class ServiceAccountSpec(K8sModel):
 # ---- analysis --------------------------------------------------------------------------------
 
 
-class JobProvider(K8sModel):
+class JobProvider(CheckJob):
     """The measurement passes when the Job succeeds (exit 0) and fails when it fails."""
 
-    image: str = Field(default="busybox:1.36", description="Container image.")
-    command: list[str] = Field(default_factory=list, description="Entrypoint (default: the image's).")
-    args: list[str] = Field(default_factory=list, description="Arguments.")
-    env: list[EnvVar] = Field(default_factory=list, description="Environment variables.")
     active_deadline_seconds: int = Field(default=300, ge=1, le=86400, description="Wall-clock limit of one Job.")
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the Job's pod.")
 
 
 class HTTPHeader(K8sModel):

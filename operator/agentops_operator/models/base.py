@@ -106,3 +106,21 @@ class CRDInfo:
     scale: ScaleSubresource | None = None
     root_validations: tuple[dict[str, Any], ...] = ()
     categories: tuple[str, ...] = field(default=("agentops",))
+
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class EnvVar(K8sModel):
+    name: str = Field(description="Variable name.", pattern=ENV_NAME, max_length=253)
+    value: str = Field(default="", description="Literal value (never put secrets here).")
+
+
+class CheckJob(K8sModel):
+    """A one-shot Job whose exit code is a verdict (gate Jobs of tasks, analysis Jobs of agents)."""
+
+    image: str = Field(default="busybox:1.36", description="Container image.")
+    command: list[str] = Field(default_factory=list, description="Entrypoint (default: the image's).")
+    args: list[str] = Field(default_factory=list, description="Arguments.")
+    env: list[EnvVar] = Field(default_factory=list, description="Environment variables.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the Job's pod.")

@@ -8,24 +8,15 @@ from typing import Literal
 from pydantic import Field
 
 from ..lifecycle import Phase, cel_initial_rule, cel_request_rule
-from .base import Condition, CRDInfo, K8sModel, PrinterColumn, conditions_field
+from .base import CheckJob, Condition, CRDInfo, K8sModel, PrinterColumn, conditions_field
 
 PHASES = [p.value for p in Phase]
 _TRANSITION_PATTERN = r"^(" + "|".join(PHASES) + r")->(" + "|".join(PHASES) + r")$"
 
 
-class EnvVar(K8sModel):
-    name: str = Field(description="Variable name.", min_length=1, max_length=253)
-    value: str = Field(default="", description="Literal value.")
-
-
-class JobGateSpec(K8sModel):
+class JobGateSpec(CheckJob):
     """A gate run as a Kubernetes Job; the move proceeds when the Job completes."""
 
-    image: str = Field(default="busybox:1.36", description="Container image of the gate.")
-    command: list[str] = Field(default_factory=list, description="Entrypoint (defaults to the image's).")
-    args: list[str] = Field(default_factory=list, description="Arguments.")
-    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables.")
     backoff_limit: int = Field(default=0, ge=0, le=10, description="Pod retries before the gate fails.")
     active_deadline_seconds: int = Field(
         default=600, ge=1, le=86400, description="Wall-clock limit of one attempt."
@@ -35,9 +26,6 @@ class JobGateSpec(K8sModel):
     )
     service_account_name: str | None = Field(
         default=None, description="ServiceAccount to run as; its token is mounted only when set."
-    )
-    pod_annotations: dict[str, str] = Field(
-        default_factory=dict, description="Annotations copied onto the gate pod."
     )
 
 
