@@ -195,8 +195,14 @@ def desired_revision(agent: str, spec: AgentSpec, merged_config: Mapping[str, st
     return ro.revision_hash(template, merged_config), template
 
 
-def _owner(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [names.owner_reference({"kind": "Agent", **obj})]
+def _meta(obj: Mapping[str, Any], name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """Metadata of a child object: in the Agent's namespace, owned by it."""
+    return {
+        "name": name,
+        "namespace": obj["metadata"]["namespace"],
+        "labels": dict(labels),
+        "ownerReferences": [names.owner_reference({"kind": "Agent", **obj})],
+    }
 
 
 def _int_or_percent(value: str) -> int | str:
@@ -212,7 +218,7 @@ def deployment(
     progress_deadline_seconds: int,
     rolling: RollingStrategy | None = None,
 ) -> dict[str, Any]:
-    agent, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    agent = obj["metadata"]["name"]
     name = deployment_name(agent, revision, role)
     pod = json.loads(json.dumps(template))  # deep copy; the template is shared with the revision
     pod["metadata"]["labels"].update({LABEL_DEPLOYMENT: name, LABEL_REVISION: revision})
@@ -229,12 +235,7 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "labels": {**base_labels(agent), LABEL_REVISION: revision, LABEL_DEPLOYMENT: name},
-            "ownerReferences": _owner(obj),
-        },
+        "metadata": _meta(obj, name, {**base_labels(agent), LABEL_REVISION: revision, LABEL_DEPLOYMENT: name}),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {LABEL_DEPLOYMENT: name}},
@@ -251,12 +252,7 @@ def config_map(obj: Mapping[str, Any], revision: str, config: Mapping[str, str])
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": config_map_name(agent, revision),
-            "namespace": obj["metadata"]["namespace"],
-            "labels": {**base_labels(agent), LABEL_REVISION: revision},
-            "ownerReferences": _owner(obj),
-        },
+        "metadata": _meta(obj, config_map_name(agent, revision), {**base_labels(agent), LABEL_REVISION: revision}),
         "immutable": True,
         "data": dict(config),
     }
@@ -269,12 +265,8 @@ def controller_revision(
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
-        "metadata": {
-            "name": controller_revision_name(agent, revision),
-            "namespace": obj["metadata"]["namespace"],
-            "labels": {**base_labels(agent), LABEL_REVISION: revision},
-            "ownerReferences": _owner(obj),
-        },
+        "metadata": _meta(obj, controller_revision_name(agent, revision),
+                          {**base_labels(agent), LABEL_REVISION: revision}),
         "data": {"template": template, "config": dict(config)},
         "revision": number,
     }
@@ -289,12 +281,7 @@ def service(obj: Mapping[str, Any], kind: str, revision: str | None, port: int =
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": service_name(agent, kind),
-            "namespace": obj["metadata"]["namespace"],
-            "labels": base_labels(agent),
-            "ownerReferences": _owner(obj),
-        },
+        "metadata": _meta(obj, service_name(agent, kind), base_labels(agent)),
         "spec": {
             "type": "ClusterIP",
             "selector": selector,
@@ -309,11 +296,8 @@ def service_account(obj: Mapping[str, Any], spec: AgentSpec) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": {
-            "name": names.agent_service_account(agent),
-            "namespace": obj["metadata"]["namespace"],
-            "labels": base_labels(agent),
+            **_meta(obj, names.agent_service_account(agent), base_labels(agent)),
             "annotations": dict(spec.service_account.annotations),
-            "ownerReferences": _owner(obj),
         },
         "automountServiceAccountToken": spec.service_account.automount_token,
     }
