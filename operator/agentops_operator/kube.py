@@ -1,21 +1,60 @@
-"""Thin helpers over the kubernetes client: clients, status writes, Events, owner references."""
+"""The one door to the Kubernetes API: clients, reads the cache cannot answer, and every write.
+
+Every write carries one field manager (`agentops-operator`) and feeds its response into the
+watch-fed cache (`cache.store`), so the next reconcile sees our own write without waiting for the
+watch. 404/409 handling lives here once: `read_or_none`, `create_or_adopt`, `delete_if_exists`.
+Every request has a timeout and is counted (`agentops_api_requests_total{verb,resource}`).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from prometheus_client import Counter
 
 from . import GROUP, VERSION
+from .cache import notify, store
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _api: client.ApiClient | None = None
 COMPONENT = "agentops-operator"
+FIELD_MANAGER = "agentops-operator"
+REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
+API_REQUESTS = Counter("agentops_api_requests_total", "Requests the operator sent to the API server",
+                       ["verb", "resource"])
+_RESOURCE = re.compile(r"^/apis?/(?:[^/]+/)?v[^/]+/(?:namespaces/[^/]+/)?([a-z]+)(?:/[^/?]+)?(/status|/scale)?")
+
+# (apiVersion, kind) → (plural used in the cache, URL path template)
+_PATHS = {
+    ("apps/v1", "Deployment"): ("deployments", "/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
+    ("apps/v1", "ControllerRevision"): ("controllerrevisions",
+                                        "/apis/apps/v1/namespaces/{ns}/controllerrevisions/{name}"),
+    ("v1", "Service"): ("services", "/api/v1/namespaces/{ns}/services/{name}"),
+    ("v1", "ServiceAccount"): ("serviceaccounts", "/api/v1/namespaces/{ns}/serviceaccounts/{name}"),
+    ("v1", "ConfigMap"): ("configmaps", "/api/v1/namespaces/{ns}/configmaps/{name}"),
+    ("batch/v1", "Job"): ("jobs", "/apis/batch/v1/namespaces/{ns}/jobs/{name}"),
+}
+
+
+class _ApiClient(client.ApiClient):
+    """Adds a default timeout to every request and counts requests by verb and resource."""
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = REQUEST_TIMEOUT
+        path = url.split("://", 1)[-1]
+        path = path[path.find("/"):] if "/" in path else path
+        m = _RESOURCE.match(path)
+        resource = (m.group(1) + (m.group(2) or "")) if m else "other"
+        API_REQUESTS.labels(method, resource).inc()
+        return super().request(method, url, *args, **kwargs)
 
 
 def load_config() -> None:
@@ -30,7 +69,7 @@ def api_client() -> client.ApiClient:
     with _lock:
         if _api is None:
             load_config()
-            _api = client.ApiClient()
+            _api = _ApiClient()
         return _api
 
 
@@ -59,9 +98,29 @@ def apps() -> client.AppsV1Api:
     return client.AppsV1Api(api_client())
 
 
+def plain(obj: Any) -> dict[str, Any]:
+    """A generated-client model as the plain dict the API sent (camelCase keys)."""
+    if isinstance(obj, dict):
+        return obj
+    return api_client().sanitize_for_serialization(obj)  # type: ignore[no-any-return]
+
+
+def _observe(plural: str, obj: Any) -> dict[str, Any]:
+    body = plain(obj)
+    if isinstance(body, dict) and body.get("metadata"):
+        changed, old = store.upsert(plural, body)
+        if changed:
+            notify(plural, old, body, True)
+    return body
+
+
+# ---- custom resources ------------------------------------------------------------------------
+
+
 def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """Read from the API (not the cache): for clients and the rare read the cache cannot answer."""
     try:
-        return custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        return custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)  # type: ignore
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -86,23 +145,118 @@ def patch_status(
     body: dict[str, Any] = {"status": status}
     if resource_version:
         body["metadata"] = {"resourceVersion": resource_version}
-    return custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, body)
+    out = custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, body,
+                                                         field_manager=FIELD_MANAGER)
+    return _observe(plural, out)
 
 
 def replace_status(plural: str, obj: dict[str, Any]) -> dict[str, Any]:
     """PUT status with the object's resourceVersion: optimistic concurrency for whole-status rewrites."""
     meta = obj["metadata"]
-    return custom().replace_namespaced_custom_object_status(
-        GROUP, VERSION, meta["namespace"], plural, meta["name"], obj
+    out = custom().replace_namespaced_custom_object_status(
+        GROUP, VERSION, meta["namespace"], plural, meta["name"], obj, field_manager=FIELD_MANAGER
     )
+    return _observe(plural, out)
 
 
-def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    """Record a core/v1 Event on the object. Failures are logged, never raised: events are best effort."""
+def patch_labels(plural: str, namespace: str, name: str, labels: dict[str, str | None]) -> dict[str, Any]:
+    """Merge-patch metadata.labels of a custom object (never its spec)."""
+    out = custom().patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name,
+                                                  {"metadata": {"labels": labels}}, field_manager=FIELD_MANAGER)
+    return _observe(plural, out)
+
+
+# ---- built-in children -----------------------------------------------------------------------
+
+
+def apply(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply as the operator's field manager (force: the operator owns its children)."""
+    meta = manifest["metadata"]
+    plural, path = _PATHS[(manifest["apiVersion"], manifest["kind"])]
+    out = api_client().call_api(
+        path.format(ns=meta["namespace"], name=meta["name"]), "PATCH",
+        query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+        body=manifest, response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
+    )
+    return _observe(plural, out)
+
+
+_CREATE = {
+    "Job": lambda ns, body: batch().create_namespaced_job(ns, body, field_manager=FIELD_MANAGER),
+    "ConfigMap": lambda ns, body: core().create_namespaced_config_map(ns, body, field_manager=FIELD_MANAGER),
+    "ControllerRevision": lambda ns, body: apps().create_namespaced_controller_revision(
+        ns, body, field_manager=FIELD_MANAGER),
+}
+_DELETE = {
+    "Job": lambda ns, name: batch().delete_namespaced_job(name, ns, propagation_policy="Background"),
+    "Deployment": lambda ns, name: apps().delete_namespaced_deployment(name, ns, propagation_policy="Background"),
+    "ConfigMap": lambda ns, name: core().delete_namespaced_config_map(name, ns),
+    "Service": lambda ns, name: core().delete_namespaced_service(name, ns),
+    "ControllerRevision": lambda ns, name: apps().delete_namespaced_controller_revision(name, ns),
+}
+_PLURAL = {kind: plural for (_, kind), (plural, _) in _PATHS.items()}
+
+
+def create(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create a child; raises ApiException (409 when it exists)."""
+    ns = manifest["metadata"]["namespace"]
+    return _observe(_PLURAL[manifest["kind"]], _CREATE[manifest["kind"]](ns, manifest))
+
+
+def create_or_adopt(manifest: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    """Create a child with a deterministic name; (object or None, created). A 409 means it was made
+    before (a restart, a stale cache): it is adopted, not made twice."""
+    try:
+        return create(manifest), True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    meta = manifest["metadata"]
+    return store.get(_PLURAL[manifest["kind"]], meta["namespace"], meta["name"]), False
+
+
+def delete_if_exists(kind: str, namespace: str, name: str) -> bool:
+    """Delete a child; False when it was already gone."""
+    try:
+        _DELETE[kind](namespace, name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        store.delete(_PLURAL[kind], namespace, name)
+        return False
+    store.delete(_PLURAL[kind], namespace, name)
+    return True
+
+
+def scale_deployment(namespace: str, name: str, replicas: int) -> None:
+    apps().patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}},
+                                             field_manager=FIELD_MANAGER)
+
+
+def read_config_map(namespace: str, name: str) -> dict[str, Any] | None:
+    """A ConfigMap the cache does not hold (outside the watched namespaces); None if absent."""
+    try:
+        return plain(core().read_namespaced_config_map(name, namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+# ---- Events ----------------------------------------------------------------------------------
+
+
+def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str, name: str | None = None) -> None:
+    """Record a core/v1 Event on the object. Failures are logged, never raised: events are best effort.
+
+    With `name`, the Event has that deterministic name, so emitting it again (after a restart that
+    lost track of whether it was emitted) is a no-op 409 instead of a duplicate."""
     meta = obj["metadata"]
     now = datetime.now(UTC)
     body = client.CoreV1Event(
-        metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
+        metadata=client.V1ObjectMeta(name=name, generate_name=None if name else f"{meta['name']}.",
+                                     namespace=meta["namespace"]),
         involved_object=client.V1ObjectReference(
             api_version=obj.get("apiVersion"),
             kind=obj.get("kind"),
@@ -122,13 +276,18 @@ def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
         count=1,
     )
     try:
-        core().create_namespaced_event(meta["namespace"], body)
+        core().create_namespaced_event(meta["namespace"], body, field_manager=FIELD_MANAGER)
     except ApiException as exc:
+        if exc.status == 409 and name:
+            return
         log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)
+    except Exception as exc:  # unreachable API server: Events are best effort
+        log.debug("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
 
 
 def job_failure_detail(namespace: str, job: str, limit: int = 500) -> str:
-    """Why a Job's pod failed: its termination message (or reason) and exit code; '' if unknown."""
+    """Why a Job's pod failed: its termination message (or reason) and exit code; '' if unknown.
+    Pods are not cached (the operator does not own them): one LIST, only when a gate failed."""
     try:
         pods = core().list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job}")
     except ApiException:
@@ -140,3 +299,20 @@ def job_failure_detail(namespace: str, job: str, limit: int = 500) -> str:
                 detail = (term.message or term.reason or "").strip()
                 return f"exit code {term.exit_code}" + (f": {detail[-limit:]}" if detail else "")
     return ""
+
+
+# ---- priming the cache -----------------------------------------------------------------------
+
+
+def list_raw(path: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    """One LIST (a plain dict per item, with apiVersion/kind filled in) and its resourceVersion."""
+    query = [("labelSelector", label_selector)] if label_selector else []
+    out = api_client().call_api(path, "GET", query_params=query, header_params={"Accept": "application/json"},
+                                response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True)
+    items = list(out.get("items") or [])
+    api_version = out.get("apiVersion", "")
+    kind = (out.get("kind") or "").removesuffix("List")
+    for item in items:
+        item.setdefault("apiVersion", api_version)
+        item.setdefault("kind", kind)
+    return items, (out.get("metadata") or {}).get("resourceVersion", "")

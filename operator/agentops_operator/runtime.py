@@ -1,17 +1,22 @@
-"""Level-triggered reconciliation on top of kopf's watches.
+"""Level-triggered reconciliation fed by the watch: cache → queue → workers.
 
-kopf delivers watch events; every resource kind registers one `reconcile(obj) -> requeue_after`
-function here. Reconciles of one object are serialised, can ask to run again after a delay
-(timers, deadlines, quota resets) and a periodic re-list catches anything a watch missed.
+kopf's watch streams keep `cache.store` current (see `handlers/__init__.py`); a change enqueues the
+object's key and nothing else. A bounded pool of worker threads takes keys from one de-duplicating
+queue (`workqueue.WorkQueue`), reads the object from the cache, and calls the kind's reconcile,
+which returns seconds until it must run again (deadlines, pauses, window ends) or None. A key is
+never worked on twice at once, and a key changed while in flight runs once more afterwards.
+Failures back off per key, exponentially. A periodic resync re-queues from the cache (no LIST) at a
+lower priority than watch events, and only objects not yet reconciled at their resourceVersion
+(a full pass every `FULL_RESYNC_EVERY` periods catches anything that depends on time or on objects
+outside the cache).
+
 We avoid kopf timers and daemons because they put a finalizer on every object.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import fnmatch
-import heapq
+import json
 import logging
 import threading
 import time
@@ -19,23 +24,32 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.rest import ApiException
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import kube
 from . import settings as settings_mod
+from .cache import rv_int, store
+from .workqueue import HIGH, LOW, WorkQueue
 
 log = logging.getLogger(__name__)
 
 Reconcile = Callable[[dict[str, Any]], float | None]
+Work = Callable[[str, str], float | None]
+Key = tuple[str, str, str]
 RECONCILERS: dict[str, Reconcile] = {}
+WORK: dict[str, Work] = {}
+FULL_RESYNC_EVERY = 20
 
-RECONCILE_TOTAL = Counter(
-    "agentops_reconcile_total", "Reconciles by kind and outcome", ["kind", "outcome"]
-)
+RECONCILE_TOTAL = Counter("agentops_reconcile_total", "Reconciles by kind and outcome", ["kind", "outcome"])
 RECONCILE_SECONDS = Histogram("agentops_reconcile_seconds", "Reconcile duration by kind", ["kind"])
+QUEUE_DEPTH = Gauge("agentops_workqueue_depth", "Keys waiting in the work queue")
+QUEUE_ADDS = Counter("agentops_workqueue_adds_total", "Keys added to the work queue, by priority", ["priority"])
+CACHED_OBJECTS = Gauge("agentops_cache_objects", "Objects held in the watch-fed cache, by kind", ["kind"])
 
 
 def register(plural: str) -> Callable[[Reconcile], Reconcile]:
+    """A reconcile for one kind of object: `fn(obj) -> requeue_after | None`."""
     def deco(fn: Reconcile) -> Reconcile:
         RECONCILERS[plural] = fn
         return fn
@@ -43,132 +57,197 @@ def register(plural: str) -> Callable[[Reconcile], Reconcile]:
     return deco
 
 
+def register_work(kind: str) -> Callable[[Work], Work]:
+    """A named unit of work that is not one object (e.g. a namespace's assignment pass):
+    `fn(namespace, name) -> requeue_after | None`, queued and de-duplicated like objects."""
+    def deco(fn: Work) -> Work:
+        WORK[kind] = fn
+        return fn
+
+    return deco
+
+
 class Runtime:
     def __init__(self) -> None:
-        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-        self._heap: list[tuple[float, tuple[str, str, str]]] = []
-        self._due: dict[tuple[str, str, str], float] = {}
-        self._heap_guard = threading.Lock()
-        self._wake: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._errors: dict[tuple[str, str, str], str] = {}
+        self.queue = WorkQueue()
+        self._errors: dict[Key, str] = {}
+        self._reconciled_rv: dict[Key, int | None] = {}
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._outage = False
+        self._outage_lock = threading.Lock()
 
-    def _lock_for(self, key: tuple[str, str, str]) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
+    # ---- enqueueing ------------------------------------------------------------------------
+    def enqueue(self, kind: str, namespace: str, name: str, delay: float = 0.0, priority: int = HIGH) -> None:
+        QUEUE_ADDS.labels("high" if priority == HIGH else "low").inc()
+        self.queue.add((kind, namespace, name), priority, delay)
 
-    def reconcile(self, plural: str, namespace: str, name: str) -> None:
-        """Run the kind's reconcile for one object (blocking; call from a worker thread)."""
-        key = (plural, namespace, name)
-        fn = RECONCILERS[plural]
-        with self._lock_for(key):
-            # A watch body may be stale by the time we hold the lock: read the latest.
-            obj = kube.get_custom(plural, namespace, name)
-            if obj is None or obj["metadata"].get("deletionTimestamp"):
-                return
-            started = time.monotonic()
-            outcome = "ok"
-            try:
-                requeue = fn(obj)
-            except ApiException as exc:
-                if _namespace_going_away(exc):
-                    # Children cannot be created in a terminating namespace; the object goes with it.
-                    log.debug("reconcile %s %s/%s skipped: namespace is going away", plural, namespace, name)
-                    RECONCILE_TOTAL.labels(plural, "gone").inc()
-                    return
-                # 409: someone wrote first; re-read and try again shortly.
-                outcome = "conflict" if exc.status == 409 else "error"
-                if exc.status != 409:
-                    log.warning("reconcile %s %s/%s failed: %s %s", plural, namespace, name, exc.status, exc.reason)
-                    self._report(key, obj, f"API error {exc.status} {exc.reason}")
-                requeue = 0.5 if exc.status == 409 else 5.0
-            except Exception as exc:
-                outcome = "error"
-                log.exception("reconcile %s %s/%s crashed", plural, namespace, name)
-                self._report(key, obj, f"{type(exc).__name__}: {exc}")
-                requeue = 10.0
-            else:
-                self._errors.pop(key, None)
-            finally:
-                RECONCILE_SECONDS.labels(plural).observe(time.monotonic() - started)
-            RECONCILE_TOTAL.labels(plural, outcome).inc()
-        if requeue is not None:
-            self.schedule(plural, namespace, name, requeue)
+    def schedule(self, plural: str, namespace: str, name: str, delay: float) -> None:
+        """Run the object's reconcile after `delay` seconds (0: as soon as a worker is free)."""
+        self.enqueue(plural, namespace, name, delay)
 
     def forget(self, plural: str, namespace: str, name: str) -> None:
         """Drop the bookkeeping of a deleted object, so a long-running operator does not grow."""
         key = (plural, namespace, name)
-        with self._locks_guard:
-            self._locks.pop(key, None)
-        with self._heap_guard:
-            self._due.pop(key, None)  # a stale heap entry is skipped when its due time no longer matches
+        self.queue.forget(key)
         self._errors.pop(key, None)
+        self._reconciled_rv.pop(key, None)
 
-    def _report(self, key: tuple[str, str, str], obj: dict[str, Any], message: str) -> None:
-        """Surface a failing reconcile on the object itself (once per distinct error), not only in logs."""
+    # ---- working ---------------------------------------------------------------------------
+    def process(self, key: Key) -> None:
+        """Work on one key (blocking; called by a worker thread)."""
+        kind, namespace, name = key
+        started = time.monotonic()
+        outcome = "ok"
+        requeue: float | None = None
+        obj: dict[str, Any] | None = None
+        try:
+            if kind in WORK:
+                requeue = WORK[kind](namespace, name)
+            else:
+                obj = store.get(kind, namespace, name)
+                if obj is None or obj["metadata"].get("deletionTimestamp"):
+                    return
+                self._reconciled_rv[key] = rv_int(obj)
+                requeue = RECONCILERS[kind](obj)
+            self._recovered()
+            self.queue.forget_failures(key)
+            if self._errors.pop(key, None) is not None and obj is not None:
+                kube.emit_event(obj, "Normal", "Reconciled", "reconciling succeeds again")
+        except ApiException as exc:
+            self._reconciled_rv.pop(key, None)
+            if _namespace_going_away(exc):
+                log.debug("reconcile %s %s/%s skipped: namespace is going away", kind, namespace, name)
+                outcome = "gone"
+                return
+            if exc.status == 404 and obj is not None:
+                outcome = "gone"  # deleted under us; the watch's DELETED event follows
+                return
+            if exc.status == 409:
+                outcome = "conflict"  # someone wrote first: the watch brings the new version; retry soon
+                requeue = self.queue.backoff(key)
+            elif exc.status in (0, 500, 502, 503, 504) or exc.status is None:
+                outcome = "error"
+                self._outage_seen(f"{exc.status} {exc.reason}")
+                requeue = self.queue.backoff(key)
+            else:
+                outcome = "error"
+                message = api_error_message(exc)
+                self._report(key, obj, message)
+                requeue = self.queue.backoff(key)
+        except (Urllib3Error, OSError, TimeoutError) as exc:
+            outcome = "error"
+            self._reconciled_rv.pop(key, None)
+            self._outage_seen(f"{type(exc).__name__}: {exc}")
+            requeue = self.queue.backoff(key)
+        except Exception as exc:
+            outcome = "error"
+            self._reconciled_rv.pop(key, None)
+            if key not in self._errors:
+                log.exception("reconcile %s %s/%s crashed", kind, namespace, name)
+            self._report(key, obj, f"{type(exc).__name__}: {exc}")
+            requeue = self.queue.backoff(key)
+        finally:
+            RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
+            RECONCILE_TOTAL.labels(kind, outcome).inc()
+        if requeue is not None:
+            self.enqueue(kind, namespace, name, requeue)
+
+    def _report(self, key: Key, obj: dict[str, Any] | None, message: str) -> None:
+        """Surface a failing reconcile on the object itself, once per distinct error, not only in logs."""
         if self._errors.get(key) == message:
             return
         self._errors[key] = message
-        kube.emit_event(obj, "Warning", "ReconcileFailed", f"{message[:900]}; retrying")
+        log.warning("reconcile %s %s/%s failed: %s", *key, message)
+        if obj is not None:
+            kube.emit_event(obj, "Warning", "ReconcileFailed", f"{message[:900]}; retrying with backoff")
 
-    def schedule(self, plural: str, namespace: str, name: str, delay: float) -> None:
-        key = (plural, namespace, name)
-        when = time.monotonic() + max(0.0, delay)
-        with self._heap_guard:
-            if key in self._due and self._due[key] <= when:
+    def _outage_seen(self, what: str) -> None:
+        """One warning per API-server outage, however many reconciles fail during it."""
+        with self._outage_lock:
+            if self._outage:
                 return
-            self._due[key] = when
-            heapq.heappush(self._heap, (when, key))
-        if self._loop and self._wake:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            self._outage = True
+        log.warning("the API server is unreachable (%s); retrying with backoff, quietly until it answers", what)
 
-    async def run_scheduler(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        while True:
-            ready: list[tuple[str, str, str]] = []
-            with self._heap_guard:
-                now = time.monotonic()
-                while self._heap and self._heap[0][0] <= now:
-                    when, key = heapq.heappop(self._heap)
-                    if self._due.get(key) == when:
-                        del self._due[key]
-                        ready.append(key)
-                timeout = (self._heap[0][0] - now) if self._heap else 60.0
-            for plural, ns, name in ready:
-                t = asyncio.create_task(asyncio.to_thread(self.reconcile, plural, ns, name))
-                self._inflight.add(t)
-                t.add_done_callback(self._inflight.discard)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, timeout))
+    def _recovered(self) -> None:
+        if not self._outage:
+            return
+        with self._outage_lock:
+            if not self._outage:
+                return
+            self._outage = False
+        log.warning("the API server answers again")
 
-    async def run_resync(self) -> None:
-        period = settings_mod.current.resync_seconds
-        while True:
-            for plural in list(RECONCILERS):
-                try:
-                    items = await asyncio.to_thread(self.list_watched, plural)
-                except ApiException as exc:
-                    log.warning("resync list of %s failed: %s", plural, exc.reason)
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            key = self.queue.get(timeout=1.0)
+            if key is None:
+                continue
+            try:
+                self.process(key)  # type: ignore[arg-type]
+            finally:
+                self.queue.done(key)
+                QUEUE_DEPTH.set(self.queue.depth())
+
+    # ---- resync ----------------------------------------------------------------------------
+    def resync_once(self, full: bool) -> int:
+        """Re-queue (LOW) what the cache holds: every object on a full pass, else those not yet
+        reconciled at their current resourceVersion. Returns how many keys were queued."""
+        queued = 0
+        for kind in list(RECONCILERS):
+            for obj in store.list(kind):
+                meta = obj["metadata"]
+                key = (kind, meta.get("namespace") or "", meta["name"])
+                if not watched(key[1]):
                     continue
-                for obj in items:
-                    meta = obj["metadata"]
-                    self.schedule(plural, meta["namespace"], meta["name"], 0)
-            await asyncio.sleep(period)
+                if full or self._reconciled_rv.get(key, -1) != rv_int(obj):
+                    self.enqueue(*key, priority=LOW)
+                    queued += 1
+            CACHED_OBJECTS.labels(kind).set(store.count(kind))
+        return queued
 
-    @staticmethod
-    def list_watched(plural: str) -> list[dict[str, Any]]:
-        """All objects of a kind in the namespaces this operator watches."""
-        namespaces = settings_mod.current.namespaces
-        if not namespaces:
-            return kube.list_custom(plural)
-        if any(ch in ns for ns in namespaces for ch in "*?["):
-            # Globs (as kopf accepts them): list everywhere, keep the matching namespaces.
-            return [o for o in kube.list_custom(plural) if watched(o["metadata"]["namespace"])]
-        return [o for ns in namespaces for o in kube.list_custom(plural, ns)]
+    def _resync_loop(self) -> None:
+        n = 0
+        while not self._stop.wait(settings_mod.current.resync_seconds):
+            n += 1
+            try:
+                self.resync_once(full=n % FULL_RESYNC_EVERY == 0)
+            except Exception:  # never let the resync thread die
+                log.exception("resync failed")
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self, workers: int) -> None:
+        if self._threads:
+            return
+        self._stop.clear()
+        for i in range(max(1, workers)):
+            t = threading.Thread(target=self._worker, name=f"agentops-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._resync_loop, name="agentops-resync", daemon=True)
+        t.start()
+        self._threads.append(t)
+        self.resync_once(full=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.close()
+
+
+def api_error_message(exc: ApiException) -> str:
+    """`API error 422 Unprocessable Entity: spec.template...image: Required value` — the field named."""
+    text = f"API error {exc.status} {exc.reason}"
+    try:
+        body = json.loads(exc.body) if isinstance(exc.body, str | bytes) else {}
+    except ValueError:
+        body = {}
+    causes = ((body.get("details") or {}).get("causes") or []) if isinstance(body, dict) else []
+    if causes:
+        return text + ": " + "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes[:5])
+    if isinstance(body, dict) and body.get("message"):
+        return f"{text}: {str(body['message'])[:500]}"
+    return text
 
 
 def _namespace_going_away(exc: ApiException) -> bool:

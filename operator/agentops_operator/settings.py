@@ -23,6 +23,7 @@ class Settings:
     global_config_map: str = "agentops-global-config"
     history_limit: int = 50
     job_ttl_seconds: int = 3600
+    workers: int = 4
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
@@ -45,6 +46,8 @@ class Settings:
             "--operator-namespace", default=os.environ.get("AGENTOPS_OPERATOR_NAMESPACE", "agentops-system")
         )
         p.add_argument("--history-limit", type=int, default=int(os.environ.get("AGENTOPS_HISTORY_LIMIT", "50")))
+        p.add_argument("--workers", type=int, default=int(os.environ.get("AGENTOPS_WORKERS", "4")),
+                       help="reconcile worker threads (keys are never worked on twice at once)")
         a = p.parse_args(argv)
         return cls(
             namespaces=a.namespace or _env_list("AGENTOPS_NAMESPACES"),
@@ -55,6 +58,7 @@ class Settings:
             resync_seconds=a.resync_seconds,
             operator_namespace=a.operator_namespace,
             history_limit=a.history_limit,
+            workers=max(1, a.workers),
         )
 
 

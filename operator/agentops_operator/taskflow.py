@@ -247,3 +247,37 @@ def plan_assignments(tasks: list[TaskView], agents: list[AgentView]) -> Assignme
         chosen.load += 1
         plan.assignments.append((task.name, chosen.name))
     return plan
+
+
+# ---- Agent statistics ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentStatistics:
+    active_tasks: int = 0
+    tasks_completed: int = 0
+    last_active: str | None = None  # RFC 3339: the latest move of a task it holds or completed
+
+    def as_status(self) -> dict[str, Any]:
+        return {"activeTasks": self.active_tasks, "tasksCompleted": self.tasks_completed,
+                "lastActive": self.last_active}
+
+
+def agent_statistics(task_statuses: list[dict[str, Any]]) -> dict[str, AgentStatistics]:
+    """activeTasks, tasksCompleted and lastActive per agent, counted from the tasks themselves (so they
+    never drift): active = assigned and in an ACTIVE_PHASES phase; completed = tasks it completed."""
+    active_phases = {p.value for p in ACTIVE_PHASES}
+    active: dict[str, int] = {}
+    completed: dict[str, int] = {}
+    last: dict[str, str] = {}
+    for st in task_statuses:
+        assignee, done_by, at = st.get("assignee"), st.get("completedBy"), st.get("lastTransitionTime")
+        if assignee and st.get("phase") in active_phases:
+            active[assignee] = active.get(assignee, 0) + 1
+        if done_by:
+            completed[done_by] = completed.get(done_by, 0) + 1
+        for who in {assignee, done_by} - {None}:
+            if at and (who not in last or at > last[who]):
+                last[who] = at
+    return {a: AgentStatistics(active.get(a, 0), completed.get(a, 0), last.get(a))
+            for a in {*active, *completed, *last}}

@@ -1,24 +1,64 @@
-"""kopf wiring: watch events and start-up hooks feed the level-triggered runtime.
+"""kopf wiring: watch streams feed the cache; a change enqueues the keys it concerns, nothing more.
 
-Each resource has its own module (agent, task, quota) that registers a reconcile function.
+Each resource has its own module (agent, task, quota) that registers a reconcile function with the
+runtime. Here: which watch events wake which keys, the start-up priming of the cache (one LIST per
+kind, as an informer does before it watches), and the start/stop of the runtime's workers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
-from .. import GROUP, VERSION
+from .. import GROUP, VERSION, kube
 from .. import settings as settings_mod
-from ..runtime import RECONCILERS, runtime
-from . import agent, quota, task  # noqa: F401  (registration side effects)
+from ..cache import listen, notify, store
+from ..runtime import RECONCILERS, runtime, watched
+from . import agent, quota, stats, task  # noqa: F401  (registration side effects)
 
 log = logging.getLogger(__name__)
-_background: list[asyncio.Task[None]] = []
+audit = logging.getLogger("agentops.audit")
+MANAGED = "app.kubernetes.io/managed-by=agentops-operator"
+CONFIG_LABEL = "agentops.dev/config"
+
+# What the cache holds, and how it is primed: (plural, LIST path without namespace, with namespace,
+# label selector or None).
+CACHED: list[tuple[str, str, str, str | None]] = [
+    ("agents", f"/apis/{GROUP}/{VERSION}/agents", f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/agents", None),
+    ("agenttasks", f"/apis/{GROUP}/{VERSION}/agenttasks", f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/agenttasks",
+     None),
+    ("quotas", f"/apis/{GROUP}/{VERSION}/quotas", f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/quotas", None),
+    ("jobs", "/apis/batch/v1/jobs", "/apis/batch/v1/namespaces/{ns}/jobs", MANAGED),
+    ("deployments", "/apis/apps/v1/deployments", "/apis/apps/v1/namespaces/{ns}/deployments", MANAGED),
+    ("controllerrevisions", "/apis/apps/v1/controllerrevisions", "/apis/apps/v1/namespaces/{ns}/controllerrevisions",
+     MANAGED),
+    ("services", "/api/v1/services", "/api/v1/namespaces/{ns}/services", MANAGED),
+    ("serviceaccounts", "/api/v1/serviceaccounts", "/api/v1/namespaces/{ns}/serviceaccounts", MANAGED),
+    ("configmaps", "/api/v1/configmaps", "/api/v1/namespaces/{ns}/configmaps", MANAGED),
+    ("configmaps", "/api/v1/configmaps", "/api/v1/namespaces/{ns}/configmaps", CONFIG_LABEL),
+    ("configmaps", "/api/v1/configmaps", "/api/v1/namespaces/{ns}/configmaps", task.POLICY_LABEL),
+]
+
+
+def prime_cache() -> None:
+    """Fill the cache before the workers start, so no reconcile acts on a partial view (an assignment
+    pass that saw half the tasks would over-fill agents)."""
+    namespaces = settings_mod.current.namespaces
+    exact = namespaces and not any(ch in ns for ns in namespaces for ch in "*?[")
+    for plural, cluster_path, ns_path, selector in CACHED:
+        paths = [ns_path.format(ns=ns) for ns in namespaces] if exact else [cluster_path]
+        for path in paths:
+            items, _ = kube.list_raw(path, selector)
+            for item in items:
+                if watched(item["metadata"].get("namespace", "")):
+                    store.upsert(plural, item)
+        store.mark_synced(plural)
+    log.info("cache primed: %d objects", store.count())
 
 
 @kopf.on.startup()
@@ -31,86 +71,198 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     cfg = settings_mod.current
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
-    _background.append(asyncio.create_task(runtime.run_scheduler()))
-    _background.append(asyncio.create_task(runtime.run_resync()))
-    log.info("agentops operator started; reconcilers: %s", ", ".join(sorted(RECONCILERS)))
+    await asyncio.to_thread(prime_cache)
+    stats.stats.start(store.namespaces("agents"))
+    runtime.start(cfg.workers)
+    log.info("agentops operator started; reconcilers: %s; %d workers", ", ".join(sorted(RECONCILERS)), cfg.workers)
 
 
 @kopf.on.cleanup()
 async def _cleanup(**_: Any) -> None:
-    for t in _background:
-        t.cancel()
+    runtime.stop()
+    stats.stats.stop()
 
 
-def _on_event(plural: str) -> None:
-    @kopf.on.event(GROUP, VERSION, plural, id=f"watch-{plural}")
-    async def handler(type: str | None, name: str, namespace: str, **_: Any) -> None:
-        if type == "DELETED":
-            runtime.forget(plural, namespace, name)
-            return
-        await asyncio.to_thread(runtime.reconcile, plural, namespace, name)
+# ---- feeding the cache -----------------------------------------------------------------------
 
-
-for _plural in ("agents", "agenttasks", "quotas"):
-    _on_event(_plural)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={"agentops.dev/task-uid": kopf.PRESENT}, id="watch-gate-jobs")
-async def _gate_job_event(body: kopf.Body, namespace: str, **_: Any) -> None:
-    """A gate Job changed: wake its task instead of waiting for the next poll."""
-    for ref in body.metadata.get("ownerReferences") or []:
-        if ref.get("kind") == "AgentTask":
-            runtime.schedule("agenttasks", namespace, ref["name"], 0)
-
-
-def _wake_owner_agent(body: kopf.Body, namespace: str) -> None:
-    for ref in body.metadata.get("ownerReferences") or []:
-        if ref.get("kind") == "Agent":
-            runtime.schedule("agents", namespace, ref["name"], 0)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels={"agentops.dev/agent": kopf.PRESENT},
-               id="watch-agent-deployments")
-async def _agent_deployment_event(body: kopf.Body, namespace: str, **_: Any) -> None:
-    """Pods of an Agent revision became ready (or not): wake the Agent's rollout."""
-    _wake_owner_agent(body, namespace)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={"agentops.dev/analysis-run": kopf.PRESENT},
-               id="watch-analysis-jobs")
-async def _analysis_job_event(body: kopf.Body, namespace: str, **_: Any) -> None:
-    """An analysis Job finished: record the measurement now, not at the next poll."""
-    _wake_owner_agent(body, namespace)
-
-
-@kopf.index(GROUP, VERSION, "agents")  # handlers receive it as `agents_by_namespace`
-def agents_by_namespace(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, bool]]:
-    """Agents per namespace, kept in memory from the watch, so that events of other kinds (tasks,
-    ConfigMaps) find the Agents to wake without an API call each: (name, queue-autoscaled)."""
-    return {namespace: (name, bool((spec.get("autoscaling") or {}).get("queue")))}
-
-
-@kopf.on.event("v1", "configmaps", labels={"agentops.dev/config": "environment"}, id="watch-environment-config")
-async def _environment_config_event(namespace: str, agents_by_namespace: kopf.Index, **_: Any) -> None:
-    """Environment-level config changed: every Agent of the namespace may get a new revision."""
-    for agent_name, _queue in agents_by_namespace.get(namespace, []):
-        runtime.schedule("agents", namespace, agent_name, 0)
-
-
-@kopf.on.event("v1", "configmaps", labels={"agentops.dev/config": "global"}, id="watch-global-config")
-async def _global_config_event(name: str, namespace: str, agents_by_namespace: kopf.Index, **_: Any) -> None:
-    """Global config changed: every Agent the operator watches may get a new revision."""
-    cfg = settings_mod.current
-    if name != cfg.global_config_map or namespace != cfg.operator_namespace:
+def _feed(plural: str, event: dict[str, Any]) -> None:
+    """One watch event into the cache; listeners (below) decide which keys it wakes."""
+    obj = event.get("object") or {}
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace") or ""
+    if not meta.get("name") or not watched(ns):
         return
-    for ns, store in agents_by_namespace.items():
-        for agent_name, _queue in store:
-            runtime.schedule("agents", ns, agent_name, 0)
+    if event.get("type") == "DELETED":
+        old = store.delete(plural, ns, meta["name"])
+        notify(plural, old or obj, None, False)
+        return
+    changed, old = store.upsert(plural, obj)
+    if changed:
+        notify(plural, old, obj, False)
 
 
-@kopf.on.event(GROUP, VERSION, "agenttasks", id="wake-queue-scaled-agents")
-async def _queue_event(namespace: str, agents_by_namespace: kopf.Index, **_: Any) -> None:
-    """Open tasks changed: Agents with queue-depth autoscaling recompute their replicas."""
-    for agent_name, queue in agents_by_namespace.get(namespace, []):
-        if queue:
-            runtime.schedule("agents", namespace, agent_name, 0)
+def _owner_keys(obj: dict[str, Any]) -> list[tuple[str, str, str]]:
+    ns = obj["metadata"].get("namespace") or ""
+    plural = {"AgentTask": "agenttasks", "Agent": "agents"}
+    return [(plural[r["kind"]], ns, r["name"]) for r in obj["metadata"].get("ownerReferences") or []
+            if r.get("kind") in plural and str(r.get("apiVersion", "")).startswith(GROUP)]
+
+
+def _wake_owners(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool = False) -> None:
+    if own:  # written by the owner's own reconcile
+        return
+    for key in {*(_owner_keys(old) if old else []), *(_owner_keys(new) if new else [])}:
+        runtime.enqueue(*key)
+
+
+def _spec_changed(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+    """A change the object's own reconcile must see: not just status written by someone else."""
+    if old is None or new is None:
+        return True
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    return (om.get("generation") != nm.get("generation") or om.get("labels") != nm.get("labels")
+            or om.get("annotations") != nm.get("annotations") or om.get("uid") != nm.get("uid")
+            or om.get("deletionTimestamp") != nm.get("deletionTimestamp"))
+
+
+# ---- AgentTasks ------------------------------------------------------------------------------
+
+
+def _task_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool) -> None:
+    cur = new or old
+    assert cur is not None
+    meta = cur["metadata"]
+    ns, name = meta.get("namespace") or "", meta["name"]
+    o_st, n_st = (old or {}).get("status") or {}, (new or {}).get("status") or {}
+    if new is None:
+        runtime.forget("agenttasks", ns, name)
+        task.forget(meta.get("uid") or "")
+        audit.info(json.dumps({"event": "AgentTaskDeleted", "namespace": ns, "name": name, "uid": meta.get("uid"),
+                               "phase": o_st.get("phase"), "history": o_st.get("history") or []},
+                              separators=(",", ":"), default=str))
+    elif not own:  # our own write was computed by that very reconcile: nothing new to see
+        runtime.enqueue("agenttasks", ns, name)
+    moved = (o_st.get("phase"), o_st.get("assignee"), o_st.get("completedBy"), o_st.get("lastTransitionTime")) != (
+        n_st.get("phase"), n_st.get("assignee"), n_st.get("completedBy"), n_st.get("lastTransitionTime"))
+    if new is None or old is None or moved:
+        if task.assignment_relevant(old, new):
+            runtime.enqueue(task.ASSIGN, ns, "", delay=task.ASSIGN_DEBOUNCE_SECONDS)
+        stats.stats.touch(ns, {o_st.get("assignee"), n_st.get("assignee"), o_st.get("completedBy"),
+                               n_st.get("completedBy")})
+        for agent_name in agent.queue_scaled_agents(ns):
+            runtime.enqueue("agents", ns, agent_name)
+
+
+listen("agenttasks", _task_changed)
+
+
+@kopf.on.event(GROUP, VERSION, "agenttasks", id="cache-agenttasks")
+async def _task_event(event: dict[str, Any], **_: Any) -> None:
+    _feed("agenttasks", event)
+
+
+# ---- Agents ----------------------------------------------------------------------------------
+
+
+def _agent_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool) -> None:
+    cur = new or old
+    assert cur is not None
+    ns, name = cur["metadata"].get("namespace") or "", cur["metadata"]["name"]
+    if new is None:
+        runtime.forget("agents", ns, name)
+        stats.stats.forget(ns, name)
+        runtime.enqueue(task.ASSIGN, ns, "", delay=task.ASSIGN_DEBOUNCE_SECONDS)
+        return
+    if _spec_changed(old, new):
+        runtime.enqueue("agents", ns, name)
+    if old is None or task.agent_available(old) != task.agent_available(new) or _spec_changed(old, new):
+        # Readiness or capacity changed: waiting tasks may now fit.
+        runtime.enqueue(task.ASSIGN, ns, "", delay=task.ASSIGN_DEBOUNCE_SECONDS)
+    if old is None:
+        stats.stats.touch(ns, {name})
+
+
+listen("agents", _agent_changed)
+
+
+@kopf.on.event(GROUP, VERSION, "agents", id="cache-agents")
+async def _agent_event(event: dict[str, Any], **_: Any) -> None:
+    _feed("agents", event)
+
+
+# ---- Quotas ----------------------------------------------------------------------------------
+
+
+def _quota_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool) -> None:
+    cur = new or old
+    assert cur is not None
+    ns, name = cur["metadata"].get("namespace") or "", cur["metadata"]["name"]
+    if new is None:
+        runtime.forget("quotas", ns, name)
+        return
+    if not own:
+        runtime.enqueue("quotas", ns, name)
+    o_st, n_st = (old or {}).get("status") or {}, new.get("status") or {}
+    freed = int(n_st.get("used") or 0) + int(n_st.get("reserved") or 0) < \
+        int(o_st.get("used") or 0) + int(o_st.get("reserved") or 0)
+    if freed or _spec_changed(old, new):
+        for key in task.tasks_waiting_for_quota(ns):
+            runtime.enqueue(*key)
+
+
+listen("quotas", _quota_changed)
+
+
+@kopf.on.event(GROUP, VERSION, "quotas", id="cache-quotas")
+async def _quota_event(event: dict[str, Any], **_: Any) -> None:
+    _feed("quotas", event)
+
+
+# ---- children --------------------------------------------------------------------------------
+
+def _child(plural: str, group: str, version: str) -> None:
+    @kopf.on.event(group, version, plural, labels={"app.kubernetes.io/managed-by": "agentops-operator"},
+                   id=f"cache-{plural}")
+    async def handler(event: dict[str, Any], **_: Any) -> None:
+        _feed(plural, event)
+
+    listen(plural, _wake_owners)
+
+
+for _plural, _group, _version in (("jobs", "batch", "v1"), ("deployments", "apps", "v1"),
+                                  ("controllerrevisions", "apps", "v1"), ("services", "", "v1"),
+                                  ("serviceaccounts", "", "v1")):
+    _child(_plural, _group, _version)
+
+
+def _config_map_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool) -> None:
+    cur = new or old
+    assert cur is not None
+    meta = cur["metadata"]
+    ns, name = meta.get("namespace") or "", meta["name"]
+    labels = {**((old or {}).get("metadata", {}).get("labels") or {}), **(meta.get("labels") or {})}
+    if labels.get("app.kubernetes.io/managed-by") == "agentops-operator":
+        _wake_owners(old, new, own)
+    kind = labels.get(CONFIG_LABEL)
+    cfg = settings_mod.current
+    if kind == "environment":
+        for agent_name in agent.agents_in(ns):
+            runtime.enqueue("agents", ns, agent_name)
+    elif kind == "global" and name == cfg.global_config_map and ns == cfg.operator_namespace:
+        for agent_obj in store.list("agents"):
+            runtime.enqueue("agents", agent_obj["metadata"]["namespace"], agent_obj["metadata"]["name"])
+    if labels.get(task.POLICY_LABEL) == "true":
+        for key in task.tasks_with_pending_moves(ns):
+            runtime.enqueue(*key)
+
+
+def _config_maps(label: str, value: Any) -> None:
+    @kopf.on.event("", "v1", "configmaps", labels={label: value}, id=f"cache-configmaps-{label}")
+    async def handler(event: dict[str, Any], **_: Any) -> None:
+        _feed("configmaps", event)
+
+
+for _label, _value in (("app.kubernetes.io/managed-by", "agentops-operator"), (CONFIG_LABEL, kopf.PRESENT),
+                       (task.POLICY_LABEL, kopf.PRESENT)):
+    _config_maps(_label, _value)
+listen("configmaps", _config_map_changed)

@@ -9,29 +9,29 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from .. import GROUP, VERSION, kube
 from .. import agent_workload as wl
 from .. import analysis as an
+from .. import kube
 from .. import rollout as ro
 from .. import settings as settings_mod
+from ..cache import store
 from ..conditions import set_condition
 from ..models.agent import AgentSpec
-from ..runtime import register
+from ..runtime import register, watched
 
 log = logging.getLogger(__name__)
 # Analysis outcomes and rollout steps as metrics, so dashboards and alerts need no log scraping.
 MEASUREMENTS_TOTAL = Counter("agentops_analysis_measurements_total", "Analysis measurements", ["provider", "phase"])
 ROLLOUT_EVENTS_TOTAL = Counter("agentops_rollout_events_total", "Rollout Events emitted, by reason", ["reason"])
 PLURAL = "agents"
-FIELD_MANAGER = "agentops-operator"
 POLL_SECONDS = 5.0  # look again this often while pods or Jobs are pending (watch events come sooner)
 
 _warned: set[str] = set()
@@ -46,66 +46,52 @@ def _warn_once(key: str, msg: str, *args: Any) -> None:
     log.warning(msg, *args)
 
 
-# ---- API helpers -----------------------------------------------------------------------------
-
-_PATHS = {
-    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-    ("apps/v1", "ControllerRevision"): "/apis/apps/v1/namespaces/{ns}/controllerrevisions/{name}",
-    ("v1", "Service"): "/api/v1/namespaces/{ns}/services/{name}",
-    ("v1", "ServiceAccount"): "/api/v1/namespaces/{ns}/serviceaccounts/{name}",
-    ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps/{name}",
-}
+# ---- reading the cache -----------------------------------------------------------------------
 
 
-def server_side_apply(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Server-side apply (the generated client cannot pick the apply content type)."""
-    meta = manifest["metadata"]
-    path = _PATHS[(manifest["apiVersion"], manifest["kind"])].format(ns=meta["namespace"], name=meta["name"])
-    return kube.api_client().call_api(  # type: ignore[no-any-return]
-        path, "PATCH",
-        query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-        body=manifest, response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
-    )
+def agents_in(ns: str) -> list[str]:
+    return [a["metadata"]["name"] for a in store.list(PLURAL, ns)]
 
 
-def _plain(items: list[Any]) -> list[dict[str, Any]]:
-    return [kube.api_client().sanitize_for_serialization(i) for i in items]
-
-
-def _owned(items: list[dict[str, Any]], uid: str) -> list[dict[str, Any]]:
-    return [i for i in items if any(r.get("uid") == uid for r in i["metadata"].get("ownerReferences") or [])]
-
-
-def _ignore_404(fn: Any, *args: Any, **kwargs: Any) -> None:
-    try:
-        fn(*args, **kwargs)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+def queue_scaled_agents(ns: str) -> list[str]:
+    """Agents whose replicas follow their open tasks (woken when tasks move)."""
+    return [a["metadata"]["name"] for a in store.list(PLURAL, ns)
+            if ((a.get("spec") or {}).get("autoscaling") or {}).get("queue")]
 
 
 # ---- config hierarchy ------------------------------------------------------------------------
 
 
+_global_read: tuple[float, dict[str, str]] | None = None
+GLOBAL_CONFIG_TTL = 30.0
+
+
 def global_config() -> dict[str, str]:
+    """The global ConfigMap: from the cache when the operator namespace is watched (a change wakes
+    every Agent); otherwise read at most every GLOBAL_CONFIG_TTL seconds."""
+    global _global_read
     cfg = settings_mod.current
+    if watched(cfg.operator_namespace):
+        cm = store.peek("configmaps", cfg.operator_namespace, cfg.global_config_map)
+        return dict((cm or {}).get("data") or {})
+    if _global_read and time.monotonic() - _global_read[0] < GLOBAL_CONFIG_TTL:
+        return _global_read[1]
     try:
-        cm = kube.core().read_namespaced_config_map(cfg.global_config_map, cfg.operator_namespace)
-    except ApiException as exc:
-        if exc.status not in (403, 404):
+        data = dict((kube.read_config_map(cfg.operator_namespace, cfg.global_config_map) or {}).get("data") or {})
+    except kube.ApiException as exc:
+        if exc.status != 403:
             raise
-        if exc.status == 403:
-            _warn_once("global-403", "cannot read global config %s/%s: forbidden", cfg.operator_namespace,
-                       cfg.global_config_map)
-        return {}
-    return dict(cm.data or {})
+        _warn_once("global-403", "cannot read global config %s/%s: forbidden", cfg.operator_namespace,
+                   cfg.global_config_map)
+        data = {}
+    _global_read = (time.monotonic(), data)
+    return data
 
 
 def environment_config(ns: str) -> dict[str, str]:
     """ConfigMaps labelled agentops.dev/config=environment in the Agent's namespace, by name order."""
-    res = kube.core().list_namespaced_config_map(ns, label_selector=f"{wl.ENV_CONFIG_LABEL}={wl.ENV_CONFIG_VALUE}")
-    return ro.merge_config(*(dict(cm.data or {}) for cm in sorted(res.items, key=lambda c: c.metadata.name)))
+    cms = store.labelled("configmaps", ns, wl.ENV_CONFIG_LABEL, wl.ENV_CONFIG_VALUE)
+    return ro.merge_config(*(dict(cm.get("data") or {}) for cm in sorted(cms, key=lambda c: c["metadata"]["name"])))
 
 
 # ---- reconcile -------------------------------------------------------------------------------
@@ -125,7 +111,7 @@ def reconcile(obj: dict[str, Any]) -> float | None:
 
     _sync_agent_labels(obj, spec)
     sa = wl.with_applied_hash(wl.service_account(obj, spec))
-    _apply_if_changed(sa, _get_sa(meta["namespace"], sa["metadata"]["name"]))
+    _apply_if_changed(sa, store.peek("serviceaccounts", meta["namespace"], sa["metadata"]["name"]))
 
     layers = [("global", global_config()), ("environment", environment_config(meta["namespace"])),
               ("instance", wl.instance_config(spec))]
@@ -167,18 +153,9 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     return plan.requeue_after
 
 
-def _get_sa(ns: str, name: str) -> dict[str, Any] | None:
-    try:
-        return kube.api_client().sanitize_for_serialization(kube.core().read_namespaced_service_account(name, ns))
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
 def _apply_if_changed(manifest: dict[str, Any], existing: dict[str, Any] | None) -> None:
     if wl.needs_apply(manifest, existing):
-        server_side_apply(manifest)
+        kube.apply(manifest)
 
 
 def _sync_agent_labels(obj: dict[str, Any], spec: AgentSpec) -> None:
@@ -186,15 +163,14 @@ def _sync_agent_labels(obj: dict[str, Any], spec: AgentSpec) -> None:
     patch = wl.agent_labels(spec, obj["metadata"].get("labels"))
     if patch:
         meta = obj["metadata"]
-        kube.custom().patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
-                                                     {"metadata": {"labels": patch}})
+        kube.patch_labels(PLURAL, meta["namespace"], meta["name"], patch)
 
 
 def _total_replicas(obj: dict[str, Any], spec: AgentSpec) -> tuple[int, dict[str, int] | None]:
     q = spec.autoscaling.queue if spec.autoscaling else None
     if q is None:
         return spec.replicas, None
-    tasks = kube.list_custom("agenttasks", obj["metadata"]["namespace"])
+    tasks = store.list("agenttasks", obj["metadata"]["namespace"])
     open_tasks = wl.open_tasks_for(obj["metadata"]["name"], spec.role, tasks)
     want = ro.queue_depth_replicas(open_tasks, q.tasks_per_replica, q.min_replicas, max(q.max_replicas, q.min_replicas))
     return want, {"openTasks": open_tasks, "desiredReplicas": want}
@@ -217,18 +193,16 @@ class _Observed:
     @classmethod
     def load(cls, obj: dict[str, Any]) -> _Observed:
         o = cls(obj)
-        sel = wl.pod_selector(o.name)
-        o.deployments = _owned(_plain(kube.apps().list_namespaced_deployment(o.ns, label_selector=sel).items), o.uid)
-        for cr in _owned(_plain(kube.apps().list_namespaced_controller_revision(o.ns, label_selector=sel).items),
-                         o.uid):
+        o.deployments = store.owned("deployments", o.uid)
+        for cr in store.owned("controllerrevisions", o.uid):
             rev = cr["metadata"]["labels"].get(wl.LABEL_REVISION)
             if rev:
                 o.revisions[rev] = cr
                 data = cr.get("data") or {}
                 o.sources[rev] = (data.get("template") or {}, data.get("config") or {})
-        for cm in _owned(_plain(kube.core().list_namespaced_config_map(o.ns, label_selector=sel).items), o.uid):
+        for cm in store.owned("configmaps", o.uid):
             o.config_maps[cm["metadata"]["name"]] = cm
-        for svc in _owned(_plain(kube.core().list_namespaced_service(o.ns, label_selector=sel).items), o.uid):
+        for svc in store.owned("services", o.uid):
             o.services[svc["metadata"]["name"]] = svc
         return o
 
@@ -248,16 +222,16 @@ class _Observed:
             if desired in self.revisions:
                 # Renumbering by patch is refused: the API server compares `data` byte for byte and a
                 # patch re-serialises it. The data is the same by construction, so re-create it.
-                _ignore_404(kube.apps().delete_namespaced_controller_revision, name, self.ns)
+                kube.delete_if_exists("ControllerRevision", self.ns, name)
             try:
-                created = kube.apps().create_namespaced_controller_revision(self.ns, manifest)
-            except ApiException as exc:
+                created = kube.create(manifest)
+            except kube.ApiException as exc:
                 if exc.status != 409:
                     raise
                 # Left by an earlier Agent of the same name (garbage collection pending): replace it.
-                _ignore_404(kube.apps().delete_namespaced_controller_revision, name, self.ns)
-                created = kube.apps().create_namespaced_controller_revision(self.ns, manifest)
-            self.revisions[desired] = kube.api_client().sanitize_for_serialization(created)
+                kube.delete_if_exists("ControllerRevision", self.ns, name)
+                created = kube.create(manifest)
+            self.revisions[desired] = created
         return self.history()
 
     # -- apply -------------------------------------------------------------------------------
@@ -274,8 +248,7 @@ class _Observed:
             if source is None:
                 # History pruned under us: we can still scale what exists, not rebuild it.
                 if existing and (existing.get("spec") or {}).get("replicas") != target.replicas:
-                    kube.apps().patch_namespaced_deployment_scale(dname, self.ns,
-                                                                  {"spec": {"replicas": target.replicas}})
+                    kube.scale_deployment(self.ns, dname, target.replicas)
                 continue
             template, config = source
             self._ensure_config_map(target.revision, config)
@@ -283,8 +256,7 @@ class _Observed:
                 self.obj, target.revision, template, target.replicas, target.role,
                 spec.strategy.progress_deadline_seconds, spec.strategy.rolling))
             if wl.needs_apply(manifest, existing):
-                applied = server_side_apply(manifest)
-                by_name[dname] = applied
+                by_name[dname] = kube.apply(manifest)
         self._apply_services(plan)
         # Leftovers (old revisions, a strategy switch) go once everything planned is available.
         settled = all(
@@ -296,7 +268,7 @@ class _Observed:
             if dname in planned:
                 continue
             if settled or int((dep.get("spec") or {}).get("replicas") or 0) == 0:
-                _ignore_404(kube.apps().delete_namespaced_deployment, dname, self.ns, propagation_policy="Background")
+                kube.delete_if_exists("Deployment", self.ns, dname)
                 del by_name[dname]
         self.deployments = list(by_name.values())
 
@@ -305,11 +277,7 @@ class _Observed:
         if name in self.config_maps:
             return
         manifest = wl.config_map(self.obj, revision, config)
-        try:
-            kube.core().create_namespaced_config_map(self.ns, manifest)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        kube.create_or_adopt(manifest)
         self.config_maps[name] = manifest
 
     def _apply_services(self, plan: ro.Plan) -> None:
@@ -318,12 +286,12 @@ class _Observed:
             name = wl.service_name(self.name, kind)
             if kind and revision is None:
                 if name in self.services:
-                    _ignore_404(kube.core().delete_namespaced_service, name, self.ns)
+                    kube.delete_if_exists("Service", self.ns, name)
                     del self.services[name]
                 continue
             manifest = wl.with_applied_hash(wl.service(self.obj, kind, revision))
             if wl.needs_apply(manifest, self.services.get(name)):
-                self.services[name] = server_side_apply(manifest)
+                self.services[name] = kube.apply(manifest)
 
     # -- prune -------------------------------------------------------------------------------
     def prune(self, plan: ro.Plan, spec: AgentSpec, desired: str) -> None:
@@ -333,13 +301,12 @@ class _Observed:
             r for r in (desired, s.stable_revision, s.current_revision, s.rejected_revision, s.override_revision,
                         s.scale_down_revision) if r}
         for rev in ro.revisions_to_prune(self.history(), spec.revision_history_limit, live):
-            _ignore_404(kube.apps().delete_namespaced_controller_revision, self.revisions[rev]["metadata"]["name"],
-                        self.ns)
+            kube.delete_if_exists("ControllerRevision", self.ns, self.revisions[rev]["metadata"]["name"])
             del self.revisions[rev]
         for name, cm in list(self.config_maps.items()):
             rev = (cm["metadata"].get("labels") or {}).get(wl.LABEL_REVISION)
             if rev and rev not in running and rev not in {d.revision for d in plan.deployments}:
-                _ignore_404(kube.core().delete_namespaced_config_map, name, self.ns)
+                kube.delete_if_exists("ConfigMap", self.ns, name)
                 del self.config_maps[name]
 
 
@@ -383,17 +350,14 @@ def _job_measurement(obj: dict[str, Any], job: Any, run: ro.AnalysisRunState, me
     index = state.taken + state.errors + 1
     manifest = an.analysis_job(obj, job, run.run_id, metric, index, ctx)
     name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    try:
-        existing = kube.api_client().sanitize_for_serialization(kube.batch().read_namespaced_job(name, ns))
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    existing = store.peek("jobs", ns, name)
+    if existing is None:
         try:
-            kube.batch().create_namespaced_job(ns, manifest)
-        except ApiException as cexc:
-            if cexc.status != 409:
-                return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", f"creating job {name}: {cexc.reason}")
-        return None
+            existing, created = kube.create_or_adopt(manifest)
+        except kube.ApiException as exc:
+            return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", f"creating job {name}: {exc.reason}")
+        if created or existing is None:
+            return None
     return an.job_measurement(existing, now, kube.job_failure_detail(ns, name, limit=300))
 
 

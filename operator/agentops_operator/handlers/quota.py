@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import kube, quota_client
 from .. import quotaledger as ql
+from ..cache import store
 from ..runtime import register
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def _release_orphans(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
     task_holders = [r["holder"] for r in held if r["holder"].startswith("AgentTask/")]
     if not task_holders:
         return obj
-    alive = {(t["metadata"]["name"], t["metadata"]["uid"]) for t in kube.list_custom("agenttasks", meta["namespace"])}
+    alive = {(t["metadata"]["name"], t["metadata"]["uid"]) for t in store.list("agenttasks", meta["namespace"])}
     orphans = [r for r in held if r["holder"] in task_holders and tuple(r["holder"].split("/")[1:3]) not in alive]
     for r in orphans:
         quota_client.release(api, meta["namespace"], meta["name"], r["holder"])
@@ -81,7 +82,7 @@ def _release_orphans(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
         kube.emit_event(obj, "Normal", "QuotaReleased", f"released {r['amount']} held by deleted AgentTask {task}")
     if not orphans:
         return obj
-    return kube.get_custom(PLURAL, meta["namespace"], meta["name"]) or obj
+    return store.get(PLURAL, meta["namespace"], meta["name"]) or obj
 
 
 def _invalid(obj: dict[str, Any], message: str, now: datetime) -> None:

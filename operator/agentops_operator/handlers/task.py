@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,17 +18,17 @@ from pydantic import TypeAdapter, ValidationError
 
 from .. import kube, names, podsecurity, selectors, taskflow
 from .. import settings as settings_mod
+from ..cache import store
 from ..conditions import get_condition, now_iso, set_condition
 from ..lifecycle import Phase, Verdict, judge_request, transition_key
 from ..models.task import AgentTaskSpec, Gate, TransitionGates
-from ..runtime import register, runtime
+from ..runtime import register, register_work, runtime
 
 log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
-_ns_locks: dict[str, threading.Lock] = {}
-_ns_guard = threading.Lock()
-JOB_POLL_SECONDS = 5.0
-BACKLOG_POLL_SECONDS = 5.0
+ASSIGN = "assign"  # the per-namespace assignment pass, a work item of its own
+ASSIGN_DEBOUNCE_SECONDS = 0.05  # a burst of task events brings one pass, not one per event
+JOB_POLL_SECONDS = 30.0  # a safety net: gate Job changes arrive through the watch
 MAX_HANDOFFS = 20
 # Status must stay far below etcd's 1.5 MB object limit: history copies are truncated (the full text
 # stays in spec and in the Events).
@@ -44,13 +43,9 @@ def _clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
 POLICY_LABEL = "agentops.dev/gate-policy"
 _policy_adapter = TypeAdapter(list[TransitionGates])
 
-TRANSITIONS_TOTAL = Counter("agentops_task_transitions_total", "Recorded task moves", ["from_phase", "to_phase"])
+TRANSITIONS_TOTAL = Counter("agentops_task_transitions_total", "Task moves recorded (written to status)",
+                            ["from_phase", "to_phase"])
 GATES_TOTAL = Counter("agentops_task_gate_results_total", "Gate outcomes", ["type", "result"])
-
-
-def _ns_lock(ns: str) -> threading.Lock:
-    with _ns_guard:
-        return _ns_locks.setdefault(ns, threading.Lock())
 
 
 def _ts(value: str | None) -> datetime | None:
@@ -69,7 +64,7 @@ class Pending:
     status: dict[str, Any]
     now: datetime
     events: list[tuple[str, str, str]] = field(default_factory=list)
-    touched_agents: set[str] = field(default_factory=set)
+    transitions: list[tuple[str, str]] = field(default_factory=list)  # (from, to) recorded by this write
 
     @property
     def gen(self) -> int:
@@ -110,16 +105,16 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     requested = spec.requested_phase
 
     if recorded == Phase.BACKLOG and requested in (Phase.BACKLOG, Phase.ASSIGNED):
-        # Assignment is decided for the whole namespace at once (priority order, capacity).
-        _write(pend, None)
-        assign_namespace(meta["namespace"])
+        # Assignment is decided for the whole namespace at once (priority order, capacity), and its
+        # write initialises the task too: one write, not two.
+        runtime.enqueue(ASSIGN, meta["namespace"], "", delay=ASSIGN_DEBOUNCE_SECONDS)
         return None
 
     verdict = judge_request(recorded, requested)
     requeue: float | None = None
     if verdict is Verdict.IDLE:
         _release_all(pend, keep=None)
-        if get_condition(st.get("conditions"), "TransitionBlocked"):
+        if (get_condition(st.get("conditions"), "TransitionBlocked") or {}).get("status") == "True":
             pend.condition("TransitionBlocked", False, "NoPendingMove", f"task is {recorded.value}")
         pend.condition("Progressing", False, "Idle", f"task is {recorded.value}")
     elif verdict is Verdict.ILLEGAL:
@@ -145,17 +140,58 @@ def _illegal_message(st: dict[str, Any], recorded: Phase, requested: Phase) -> s
 
 
 def _write(pend: Pending, requeue: float | None) -> float | None:
+    """One status write (with the resourceVersion read: a concurrent change gives 409 and a retry),
+    then its Events; nothing at all when the status is unchanged."""
     obj, st = pend.obj, pend.status
     meta = obj["metadata"]
     st["observedGeneration"] = pend.gen
     if st != (obj.get("status") or {}):
         kube.patch_status(PLURAL, meta["namespace"], meta["name"], _full_replace(obj.get("status") or {}, st),
                           meta["resourceVersion"])
+        for frm, to in pend.transitions:
+            TRANSITIONS_TOTAL.labels(frm, to).inc()
         for type_, reason, message in pend.events:
-            kube.emit_event(obj, type_, reason, message)
-    if pend.touched_agents:
-        refresh_agent_stats(meta["namespace"], pend.touched_agents, pend.now)
+            # The Transitioned Event has a name derived from the move it records, so that a restart
+            # between the write and the Event can emit it again without a duplicate.
+            name = transition_event_name(obj, int(st.get("transitions", 0))) if reason == "Transitioned" else None
+            kube.emit_event(obj, type_, reason, message, name=name)
+        if pend.transitions:
+            _events_checked[meta["uid"]] = int(st.get("transitions", 0))
+    else:
+        _ensure_transition_event(obj, pend.now)
     return requeue
+
+
+def transition_event_name(obj: dict[str, Any], transitions: int) -> str:
+    return f"{obj['metadata']['name'][:200]}.{obj['metadata']['uid'][:8]}.t{transitions}"
+
+
+_events_checked: dict[str, int] = {}
+TRANSITION_EVENT_RECHECK_SECONDS = 600
+
+
+def forget(uid: str) -> None:
+    """A deleted task's bookkeeping."""
+    _events_checked.pop(uid, None)
+
+
+def _ensure_transition_event(obj: dict[str, Any], now: datetime) -> None:
+    """After a restart, the Event of the last recorded move may be missing (the process died between
+    the status write and the Event): emit it once more under its deterministic name (409 if it exists).
+    Only for moves recorded in the last few minutes, and once per move per process."""
+    st = obj.get("status") or {}
+    n = int(st.get("transitions", 0))
+    uid = obj["metadata"]["uid"]
+    if n == 0 or _events_checked.get(uid) == n:
+        return
+    _events_checked[uid] = n
+    last = (st.get("history") or [{}])[-1]
+    at = _ts(last.get("at"))
+    if not at or (now - at).total_seconds() > TRANSITION_EVENT_RECHECK_SECONDS:
+        return
+    gates = ", ".join(f"{g['name']} {str(g.get('state', '')).lower()}" for g in last.get("gates") or []) or "no gates"
+    kube.emit_event(obj, "Normal", "Transitioned", f"{last.get('from')} -> {last.get('to')} by {last.get('by')} "
+                    f"({gates})", name=transition_event_name(obj, n))
 
 
 def _full_replace(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -199,8 +235,8 @@ def _approval_views(pend: Pending, spec: AgentTaskSpec) -> list[taskflow.Approva
 def _role_users(ns: str, roles: list[str]) -> set[str]:
     if not roles:
         return set()
-    return {names.agent_sa_username(ns, a["metadata"]["name"]) for a in kube.list_custom("agents", ns)
-            if a["spec"].get("role") in roles}
+    return {names.agent_sa_username(ns, a["metadata"]["name"]) for a in store.list("agents", ns)
+            if (a.get("spec") or {}).get("role") in roles}
 
 
 # ---- moves -----------------------------------------------------------------------------------
@@ -280,14 +316,14 @@ def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase)
 
 def namespace_gate_policy(ns: str) -> list[TransitionGates] | None:
     """A namespace-wide policy: ConfigMaps labelled agentops.dev/gate-policy=true, key `policy.yaml`
-    holding a list like spec.gates. Several ConfigMaps are read in name order."""
-    cms = kube.core().list_namespaced_config_map(ns, label_selector=f"{POLICY_LABEL}=true")
-    if not cms.items:
+    holding a list like spec.gates. Several ConfigMaps are read in name order (from the cache)."""
+    cms = store.labelled("configmaps", ns, POLICY_LABEL, "true")
+    if not cms:
         return None
     policy: list[TransitionGates] = []
-    for cm in sorted(cms.items, key=lambda c: c.metadata.name):
-        raw = (cm.data or {}).get("policy.yaml", "")
-        where = f"ConfigMap {cm.metadata.name} data.policy.yaml"
+    for cm in sorted(cms, key=lambda c: c["metadata"]["name"]):
+        raw = (cm.get("data") or {}).get("policy.yaml", "")
+        where = f"ConfigMap {cm['metadata']['name']} data.policy.yaml"
         try:
             policy += _policy_adapter.validate_python(yaml.safe_load(raw) or [])
         except yaml.YAMLError as exc:
@@ -333,9 +369,8 @@ def _approval_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str,
 
 
 def _task_jobs(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    ns, uid = obj["metadata"]["namespace"], obj["metadata"]["uid"]
-    res = kube.batch().list_namespaced_job(ns, label_selector=f"agentops.dev/task-uid={uid}")
-    return [kube.api_client().sanitize_for_serialization(j) for j in res.items]
+    """The task's gate Jobs, from the cache (owned by the task)."""
+    return store.owned("jobs", obj["metadata"]["uid"])
 
 
 def _job_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str, round_: int,
@@ -349,13 +384,10 @@ def _job_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str, round_: 
                            "job": name, "generation": pend.gen}
     if decision.action == "create":
         body = build_gate_job(pend.obj, spec, gate, key, round_, decision.attempt, name)
-        try:
-            kube.batch().create_namespaced_job(pend.obj["metadata"]["namespace"], body)
+        _, created = kube.create_or_adopt(body)  # made before a restart: adopted, not made twice
+        if created:
             pend.events.append(("Normal", "GateStarted", f"{key}: gate {gate.name} attempt {decision.attempt} "
                                                          f"started as Job {name}"))
-        except ApiException as exc:
-            if exc.status != 409:  # 409: made before a restart; adopt it
-                raise
         res.update(state="Running", message=f"job {name} started", startedAt=now_iso(pend.now))
         return res
     job = decision.job or {}
@@ -450,7 +482,7 @@ def _reserve_costs(pend: Pending, spec: AgentTaskSpec, key: str, requested: Phas
     labels = pend.obj["metadata"].get("labels") or {}
     round_ = int(pend.status.get("transitions", 0))
     holder = _holder(pend.obj, key, round_)
-    quotas = kube.list_custom("quotas", ns)
+    quotas = store.list("quotas", ns)
     held = list(pend.status.get("reservations") or [])
     for cost in costs:
         for q in quotas:
@@ -515,8 +547,6 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
             agents: list[dict[str, Any]] | None = None) -> None:
     st, obj, now = pend.status, pend.obj, pend.now
     frm = st.get("phase", Phase.BACKLOG.value)
-    if st.get("assignee"):
-        pend.touched_agents.add(st["assignee"])
     entry: dict[str, Any] = {
         "from": frm, "to": to.value, "at": now_iso(now), "by": by,
         "gates": [{k: (_clip(v, MAX_MESSAGE) if k == "message" else v) for k, v in g.items() if v is not None}
@@ -538,7 +568,7 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
     st["transitions"] = int(st.get("transitions", 0)) + 1
     st["phase"] = to.value
     st["lastTransitionTime"] = now_iso(now)
-    TRANSITIONS_TOTAL.labels(frm, to.value).inc()
+    pend.transitions.append((frm, to.value))
     gate_note = ", ".join(f"{g['name']} {g['state'].lower()}" for g in gates) or "no gates"
     pend.events.append(("Normal", "Transitioned", f"{frm} -> {to.value} by {by} ({gate_note})"))
     pend.condition("TransitionBlocked", False, "Transitioned", f"moved {frm} -> {to.value}")
@@ -546,8 +576,6 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
     _handoff(pend, spec, to, notes=notes, rejections=rejections or [], agents=agents)
     if to == Phase.CANCELLED:
         _stop_running_jobs(obj)
-    if st.get("assignee"):
-        pend.touched_agents.add(st["assignee"])
 
 
 def _handoff(pend: Pending, spec: AgentTaskSpec, to: Phase, notes: str | None, rejections: list[str],
@@ -562,8 +590,7 @@ def _handoff(pend: Pending, spec: AgentTaskSpec, to: Phase, notes: str | None, r
     back = next((h.get("toAgent") for h in reversed(st.get("handoffs") or []) if h.get("stage") == stage.name), None)
     target = stage.agent or back
     if target is None and stage.role:
-        views = agent_views(agents if agents is not None else kube.list_custom("agents", ns),
-                            kube.list_custom(PLURAL, ns))
+        views = agent_views(agents if agents is not None else store.list("agents", ns), store.list(PLURAL, ns))
         chosen = taskflow.pick_agent(views, stage.role, frozenset())
         target = chosen.name if chosen else None
     if target is None:
@@ -592,12 +619,7 @@ def _stop_running_jobs(obj: dict[str, Any]) -> None:
     """Cancelling stops the gates still running; finished Jobs stay as the audit trail."""
     for job in _task_jobs(obj):
         if taskflow.job_state(job)[0] == "Running":
-            try:
-                kube.batch().delete_namespaced_job(job["metadata"]["name"], obj["metadata"]["namespace"],
-                                                   propagation_policy="Background")
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+            kube.delete_if_exists("Job", obj["metadata"]["namespace"], job["metadata"]["name"])
 
 
 # ---- assignment ------------------------------------------------------------------------------
@@ -611,17 +633,23 @@ def _agent_ready(agent: dict[str, Any]) -> bool:
     return bool(cond and cond.get("status") == "True") and int(status.get("readyReplicas") or 0) >= 1
 
 
+def agent_available(agent: dict[str, Any]) -> tuple[bool, int]:
+    """What assignment depends on in an Agent's status (a change wakes the assignment pass)."""
+    return _agent_ready(agent), int((agent.get("spec") or {}).get("maxConcurrentTasks", 1))
+
+
 def agent_views(agents: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> list[taskflow.AgentView]:
     load: dict[str, int] = {}
+    active = {p.value for p in taskflow.ACTIVE_PHASES}
     for t in tasks:
         st = t.get("status") or {}
-        if st.get("assignee") and st.get("phase") in {p.value for p in taskflow.ACTIVE_PHASES}:
+        if st.get("assignee") and st.get("phase") in active:
             load[st["assignee"]] = load.get(st["assignee"], 0) + 1
     return [
         taskflow.AgentView(
-            name=a["metadata"]["name"], role=a["spec"].get("role", ""),
-            capabilities=frozenset(a["spec"].get("capabilities") or []),
-            max_concurrent=int(a["spec"].get("maxConcurrentTasks", 1)), ready=_agent_ready(a),
+            name=a["metadata"]["name"], role=(a.get("spec") or {}).get("role", ""),
+            capabilities=frozenset((a.get("spec") or {}).get("capabilities") or []),
+            max_concurrent=int((a.get("spec") or {}).get("maxConcurrentTasks", 1)), ready=_agent_ready(a),
             load=load.get(a["metadata"]["name"], 0),
         )
         for a in agents
@@ -629,88 +657,106 @@ def agent_views(agents: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> li
     ]
 
 
-def assign_namespace(ns: str) -> None:
-    """Assign every waiting backlog task of a namespace, highest priority first (one pass covers all)."""
-    with _ns_lock(ns):
-        tasks = kube.list_custom(PLURAL, ns)
-        agents = kube.list_custom("agents", ns)
-        views = agent_views(agents, tasks)
-        backlog: dict[str, dict[str, Any]] = {}
-        task_views = []
-        for t in tasks:
-            st = t.get("status") or {}
-            if (st.get("phase") or "Backlog") != "Backlog" or t["metadata"].get("deletionTimestamp"):
-                continue
-            try:
-                spec = AgentTaskSpec.model_validate(t.get("spec") or {})
-            except ValidationError:
-                continue
-            if spec.requested_phase not in (Phase.BACKLOG, Phase.ASSIGNED):
-                continue
-            stage = taskflow.stage_for(spec.pipeline, Phase.ASSIGNED)
-            role = (stage.role if stage and stage.role else None) or spec.role
-            agent = spec.assignee or (stage.agent if stage else None)
-            backlog[t["metadata"]["name"]] = t
-            task_views.append(taskflow.TaskView(
-                name=t["metadata"]["name"], priority=spec.priority, created=t["metadata"]["creationTimestamp"],
-                role=role, capabilities=frozenset(spec.capabilities), agent=agent))
-        if not task_views:
-            return
-        plan = taskflow.plan_assignments(task_views, views)
-        now = datetime.now(UTC)
-        touched: set[str] = set()
-        for task_name, agent_name in plan.assignments:
-            obj = backlog[task_name]
-            pend = Pending(obj, copy.deepcopy(obj.get("status") or {}), now)
-            spec = AgentTaskSpec.model_validate(obj["spec"])
-            pend.status.setdefault("phase", Phase.BACKLOG.value)
-            pend.status["assignee"] = agent_name
-            stage = taskflow.stage_for(spec.pipeline, Phase.ASSIGNED)
-            if stage:
-                pend.status["stage"] = stage.name
-            by = spec.by if spec.requested_phase == Phase.ASSIGNED and spec.by else names.OPERATOR_USER
-            _record(pend, spec, Phase.ASSIGNED, by, [], agents=agents)
-            pend.condition("Assigned", True, "Assigned", f"assigned to {agent_name}")
-            pend.events.append(("Normal", "Assigned", f"assigned to agent {agent_name}"))
-            pend.touched_agents.clear()  # counted once for the whole pass, below
-            try:
-                _write(pend, None)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-                continue  # changed under us: the next pass sees the new version
-            obj["status"] = pend.status  # the listed view now matches what was written
-            touched.add(agent_name)
-        for task_name, why in plan.waiting.items():
-            obj = backlog[task_name]
-            pend = Pending(obj, copy.deepcopy(obj.get("status") or {}), now)
-            pend.status.setdefault("phase", Phase.BACKLOG.value)
-            pend.condition("Assigned", False, "NoAgentAvailable", why)
-            try:
-                _write(pend, None)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-        if touched:
-            refresh_agent_stats(ns, touched, now, tasks)
-        if plan.waiting:
-            # One waiting task is enough to bring the next pass, which covers them all.
-            runtime.schedule(PLURAL, ns, next(iter(plan.waiting)), BACKLOG_POLL_SECONDS)
+def _waits_for_assignment(t: dict[str, Any]) -> bool:
+    st = t.get("status") or {}
+    spec = t.get("spec") or {}
+    return (st.get("phase") or "Backlog") == "Backlog" and not t["metadata"].get("deletionTimestamp") and \
+        spec.get("requestedPhase", "Backlog") in ("Backlog", "Assigned")
 
 
-def refresh_agent_stats(ns: str, agent_names: set[str], now: datetime,
-                        tasks: list[dict[str, Any]] | None = None) -> None:
-    """activeTasks and tasksCompleted are counted from the tasks themselves, so they never drift."""
-    if tasks is None:
-        tasks = kube.list_custom(PLURAL, ns)
-    active_phases = {p.value for p in taskflow.ACTIVE_PHASES}
-    for agent in sorted(agent_names):
-        active = sum(1 for t in tasks if (t.get("status") or {}).get("assignee") == agent
-                     and (t.get("status") or {}).get("phase") in active_phases)
-        completed = sum(1 for t in tasks if (t.get("status") or {}).get("completedBy") == agent)
+def assignment_relevant(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+    """Whether a task change can change the namespace's assignment: a task waiting (or no longer
+    waiting) for assignment, or capacity taken or freed."""
+    active = {p.value for p in taskflow.ACTIVE_PHASES}
+
+    def holds(t: dict[str, Any] | None) -> tuple[str | None, bool]:
+        st = (t or {}).get("status") or {}
+        return st.get("assignee"), st.get("phase") in active
+
+    return any(t is not None and _waits_for_assignment(t) for t in (old, new)) or holds(old) != holds(new)
+
+
+def tasks_waiting_for_quota(ns: str) -> list[tuple[str, str, str]]:
+    def blocked(t: dict[str, Any]) -> bool:
+        cond = get_condition((t.get("status") or {}).get("conditions"), "TransitionBlocked") or {}
+        return cond.get("status") == "True" and cond.get("reason") == "QuotaExceeded"
+
+    return [(PLURAL, ns, t["metadata"]["name"]) for t in store.list(PLURAL, ns, blocked)]
+
+
+def tasks_with_pending_moves(ns: str) -> list[tuple[str, str, str]]:
+    def pending(t: dict[str, Any]) -> bool:
+        st = t.get("status") or {}
+        return (t.get("spec") or {}).get("requestedPhase", "Backlog") != st.get("phase", "Backlog")
+
+    return [(PLURAL, ns, t["metadata"]["name"]) for t in store.list(PLURAL, ns, pending)]
+
+
+@register_work(ASSIGN)
+def assign_namespace(ns: str, _name: str = "") -> float | None:
+    """Assign every waiting backlog task of a namespace, highest priority first (one pass covers all).
+
+    Reads the cache; one status write per task whose state changes (assigned, or newly waiting with
+    a reason), which also initialises a new task. The queue never runs two passes of one namespace at
+    once, and a pass asked for while one runs runs once more afterwards."""
+    tasks = store.list(PLURAL, ns)
+    agents = store.list("agents", ns)
+    views = agent_views(agents, tasks)
+    backlog: dict[str, dict[str, Any]] = {}
+    task_views = []
+    for t in tasks:
+        if not _waits_for_assignment(t):
+            continue
         try:
-            kube.patch_status("agents", ns, agent, {"activeTasks": active, "tasksCompleted": completed,
-                                                    "lastActive": now_iso(now)})
-        except ApiException as exc:
-            if exc.status != 404:
-                log.warning("could not update stats of agent %s/%s: %s", ns, agent, exc.reason)
+            spec = AgentTaskSpec.model_validate(t.get("spec") or {})
+        except ValidationError:
+            runtime.enqueue(PLURAL, ns, t["metadata"]["name"])  # its reconcile reports the invalid spec
+            continue
+        stage = taskflow.stage_for(spec.pipeline, Phase.ASSIGNED)
+        role = (stage.role if stage and stage.role else None) or spec.role
+        agent = spec.assignee or (stage.agent if stage else None)
+        backlog[t["metadata"]["name"]] = t
+        task_views.append(taskflow.TaskView(
+            name=t["metadata"]["name"], priority=spec.priority, created=t["metadata"]["creationTimestamp"],
+            role=role, capabilities=frozenset(spec.capabilities), agent=agent))
+    if not task_views:
+        return None
+    plan = taskflow.plan_assignments(task_views, views)
+    now = datetime.now(UTC)
+    for task_name, agent_name in plan.assignments:
+        obj = copy.deepcopy(backlog[task_name])
+        pend = Pending(obj, copy.deepcopy(obj.get("status") or {}), now)
+        spec = AgentTaskSpec.model_validate(obj["spec"])
+        _initialise(pend)
+        pend.status["assignee"] = agent_name
+        stage = taskflow.stage_for(spec.pipeline, Phase.ASSIGNED)
+        if stage:
+            pend.status["stage"] = stage.name
+        by = spec.by if spec.requested_phase == Phase.ASSIGNED and spec.by else names.OPERATOR_USER
+        _record(pend, spec, Phase.ASSIGNED, by, [], agents=agents)
+        pend.condition("Assigned", True, "Assigned", f"assigned to {agent_name}")
+        pend.events.append(("Normal", "Assigned", f"assigned to agent {agent_name}"))
+        _write_or_skip(pend)
+    for task_name, why in plan.waiting.items():
+        obj = copy.deepcopy(backlog[task_name])
+        pend = Pending(obj, copy.deepcopy(obj.get("status") or {}), now)
+        _initialise(pend)
+        pend.condition("Assigned", False, "NoAgentAvailable", why)
+        _write_or_skip(pend)
+    return None
+
+
+def _initialise(pend: Pending) -> None:
+    """What the task's own reconcile would set on a valid task, so one write does both."""
+    pend.status.setdefault("phase", Phase.BACKLOG.value)
+    pend.status.setdefault("transitions", 0)
+    pend.condition("Accepted", True, "Valid", "spec is valid")
+
+
+def _write_or_skip(pend: Pending) -> None:
+    try:
+        _write(pend, None)
+    except ApiException as exc:
+        if exc.status not in (404, 409):
+            raise
+        # Changed or deleted under us: the watch brings the new version and another pass.
