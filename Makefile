@@ -76,8 +76,12 @@ e2e-deps: ## system packages the e2e tests use (Debian's prometheus, for the Age
 e2e: install e2e-deps ## e2e tests against the cluster
 	$(VENV)/bin/pytest tests/e2e -q $(PYTEST_ARGS)
 
+.PHONY: scale
+scale: install ## bounded scale test of the core loop (1,000 tasks): idle API load, writes per transition
+	$(VENV)/bin/pytest tests/scale -q -s $(PYTEST_ARGS)
+
 .PHONY: test
-test: setup lint unit e2e ## everything CI runs
+test: setup lint unit e2e scale ## everything CI runs
 
 .PHONY: operator-bg
 operator-bg: install

@@ -1,0 +1,358 @@
+"""Scale benchmark of the core loop: how the operator's cost grows with the number of tasks.
+
+For each size N (env BENCH_SCALE_SIZES, default 100,1000,5000,10000), in a fresh namespace with one
+operator watching it:
+- creating N tasks (named assignee, 8 client threads): seconds until every one is recorded Assigned,
+  as a rate and as a ratio to the raw status-PATCH rate of one plain client measured in the same run;
+- idle: API requests the operator sends while nothing changes (its own request counter, and the API
+  server's count of requests to agentops.dev resources), per second and per 1,000 objects;
+- moves: 100 moves Assigned→InProgress requested one at a time, latency request→recorded p50/p99
+  (seen on a watch); 200 moves requested at once, recorded per second;
+- writes per recorded transition and reads of tasks per transition (the operator's counters);
+- operator RSS; time from an operator restart to every object reconciled.
+With BENCH_SCALE_AGENTS (default 1000 at the largest size) extra Agents are added for the last size.
+Writes bench/results/scale.json. `run_size` is also used by tests/scale (a bounded CI version).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "scale.json"
+GROUP, VERSION = "agentops.dev", "v1alpha1"
+WRITE_VERBS = ("POST", "PATCH", "PUT", "DELETE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Prometheus text → {'name{labels}': value}."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[key] = float(value)
+    return out
+
+
+def total(metrics: dict[str, float], name: str, **labels: str | tuple[str, ...]) -> float:
+    s = 0.0
+    for key, value in metrics.items():
+        if not key.startswith(name + "{") and key != name:
+            continue
+        ok = True
+        for lk, lv in labels.items():
+            m = re.search(rf'{lk}="([^"]*)"', key)
+            got = m.group(1) if m else None
+            if (isinstance(lv, tuple) and got not in lv) or (isinstance(lv, str) and got != lv):
+                ok = False
+        if ok:
+            s += value
+    return s
+
+
+class Operator:
+    def __init__(self, ns: str, log: Path, extra: tuple[str, ...] = ()) -> None:
+        self.ns, self.log, self.extra = ns, log, extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 0
+
+    def start(self) -> None:
+        self.metrics_port = free_port()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agentops_operator", "--namespace", self.ns, "--health-port", str(free_port()),
+             "--metrics-port", str(self.metrics_port), *self.extra],
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                self.metrics()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("operator did not start; see " + str(self.log))
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class PhaseWatch:
+    """One watch on a namespace's tasks: when each task was first seen at each phase."""
+
+    def __init__(self, api: client.CustomObjectsApi, ns: str) -> None:
+        self.api, self.ns = api, ns
+        self.seen: dict[tuple[str, str], float] = {}
+        self.cv = threading.Condition()
+        self._stop = False
+        rv = api.list_namespaced_custom_object(GROUP, VERSION, ns, "agenttasks", limit=1)["metadata"][
+            "resourceVersion"]
+        self.thread = threading.Thread(target=self._run, args=(rv,), daemon=True)
+        self.thread.start()
+
+    def _run(self, rv: str) -> None:
+        while not self._stop:
+            w = watch.Watch()
+            try:
+                for ev in w.stream(self.api.list_namespaced_custom_object, GROUP, VERSION, self.ns, "agenttasks",
+                                   resource_version=rv, timeout_seconds=60, allow_watch_bookmarks=True):
+                    obj = ev["object"]
+                    rv = obj["metadata"]["resourceVersion"]
+                    phase = (obj.get("status") or {}).get("phase")
+                    if phase:
+                        with self.cv:
+                            self.seen.setdefault((obj["metadata"]["name"], phase), time.monotonic())
+                            self.cv.notify_all()
+                    if self._stop:
+                        return
+            except Exception:
+                time.sleep(0.2)
+
+    def wait(self, names: list[str], phase: str, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while not all((n, phase) in self.seen for n in names):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    missing = [n for n in names if (n, phase) not in self.seen]
+                    raise TimeoutError(f"{len(missing)} of {len(names)} tasks never reached {phase}: {missing[:5]}")
+                self.cv.wait(left)
+            return max(self.seen[(n, phase)] for n in names)
+
+    def stop(self) -> None:
+        self._stop = True
+
+
+def task_body(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AgentTask", "metadata": {"name": name},
+            "spec": {"title": name, **spec}}
+
+
+def parallel(fn: Any, items: list[Any], threads: int = 8) -> None:
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(fn, items))
+
+
+def raw_patch_rate(api: client.CustomObjectsApi, core: client.CoreV1Api, threads: int, n: int = 300) -> float:
+    """Status PATCHes per second of one plain client on this API server (no operator watching)."""
+    ns = f"bench-raw-{uuid.uuid4().hex[:5]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    try:
+        names = [f"r{i:04d}" for i in range(min(n, 100))]
+        parallel(lambda nm: api.create_namespaced_custom_object(GROUP, VERSION, ns, "agenttasks", task_body(nm)),
+                 names)
+        counter = iter(range(10**9))
+
+        def patch(i: int) -> None:
+            api.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "agenttasks", names[i % len(names)],
+                                                      {"status": {"transitions": next(counter)}})
+
+        t0 = time.monotonic()
+        parallel(patch, list(range(n)), threads)
+        return n / (time.monotonic() - t0)
+    finally:
+        core.delete_namespace(ns)
+
+
+def apiserver_agentops_requests(api_client: client.ApiClient) -> float:
+    """Requests the API server has served for agentops.dev resources (any client), WATCH excluded."""
+    text = api_client.call_api("/metrics", "GET", response_type="str", auth_settings=["BearerToken"],
+                               _return_http_data_only=True, _preload_content=False).data.decode()
+    s = 0.0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{") and 'group="agentops.dev"' in line \
+                and 'verb="WATCH"' not in line:
+            s += float(line.rpartition(" ")[2])
+    return s
+
+
+def settle(op: Operator, quiet_s: float = 3.0, timeout: float = 600) -> None:
+    """Wait until the operator has written nothing for `quiet_s` seconds and its queue is empty."""
+    deadline = time.monotonic() + timeout
+    last = -1.0
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        m = op.metrics()
+        writes = total(m, "agentops_api_requests_total", verb=WRITE_VERBS)
+        if writes != last or total(m, "agentops_workqueue_depth") > 0:
+            last, quiet_since = writes, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the operator never went quiet")
+
+
+def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: int = 100, burst: int = 200,
+             restart: bool = True, operator_args: tuple[str, ...] = ()) -> dict[str, float]:
+    config.load_kube_config()
+    api_client = client.ApiClient()
+    api = client.CustomObjectsApi(api_client)
+    core = client.CoreV1Api(api_client)
+    out: dict[str, float] = {}
+    out["raw_status_patch_per_s_1_thread"] = round(raw_patch_rate(api, core, 1), 1)
+    out["raw_status_patch_per_s_8_threads"] = round(raw_patch_rate(api, core, 8), 1)
+    ns = f"bench-scale-{n}-{uuid.uuid4().hex[:4]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    (ROOT / ".cluster").mkdir(exist_ok=True)
+    op = Operator(ns, ROOT / ".cluster" / f"operator-bench-scale-{n}.log", operator_args)
+    op.start()
+    pw = PhaseWatch(api, ns)
+    try:
+        api.create_namespaced_custom_object(GROUP, VERSION, ns, "agents", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Agent", "metadata": {"name": "dev"},
+            "spec": {"role": "dev", "image": "registry.example/dev:1", "maxConcurrentTasks": 100000}})
+        if extra_agents:
+            parallel(lambda i: api.create_namespaced_custom_object(GROUP, VERSION, ns, "agents", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "Agent", "metadata": {"name": f"extra-{i:04d}"},
+                "spec": {"role": "other", "image": "registry.example/other:1", "replicas": 0}}),
+                list(range(extra_agents)))
+        names = [f"t{i:05d}" for i in range(n)]
+        t0 = time.monotonic()
+        parallel(lambda nm: api.create_namespaced_custom_object(GROUP, VERSION, ns, "agenttasks",
+                                                                task_body(nm, assignee="dev")), names)
+        created = time.monotonic() - t0
+        done_at = pw.wait(names, "Assigned", timeout=max(120, n / 5))
+        out["create_s"] = round(created, 2)
+        out["create_to_all_assigned_s"] = round(done_at - t0, 2)
+        out["assigned_per_s"] = round(n / (done_at - t0), 1)
+        out["assigned_rate_vs_raw_patch_1_thread"] = round(out["assigned_per_s"] /
+                                                           out["raw_status_patch_per_s_1_thread"], 2)
+        settle(op)
+        objects = n + 1 + extra_agents
+        # Idle: nothing changes; what does the operator still ask of the API server?
+        m0, a0, t0 = op.metrics(), apiserver_agentops_requests(api_client), time.monotonic()
+        time.sleep(idle_seconds)
+        m1, a1, t1 = op.metrics(), apiserver_agentops_requests(api_client), time.monotonic()
+        # The two /metrics reads of the API server are ours: subtract nothing (they are not agentops.dev).
+        op_req = total(m1, "agentops_api_requests_total") - total(m0, "agentops_api_requests_total")
+        out["idle_operator_requests_per_s"] = round(op_req / (t1 - t0), 3)
+        out["idle_operator_requests_per_s_per_1000_objects"] = round(op_req / (t1 - t0) / objects * 1000, 4)
+        out["idle_apiserver_agentops_requests_per_s"] = round((a1 - a0) / (t1 - t0), 3)
+        out["operator_rss_mib"] = rss_mib(op.proc.pid) if op.proc else float("nan")
+        # Moves one at a time: latency request → recorded.
+        before = op.metrics()
+        latencies = []
+        from agentops_operator.cli.common import current_user
+
+        by = current_user()  # the admission policy allows only one's own name in spec.by
+        for name in names[:moves]:
+            t0 = time.monotonic()
+            api.patch_namespaced_custom_object(GROUP, VERSION, ns, "agenttasks", name,
+                                               {"spec": {"requestedPhase": "InProgress", "by": by}})
+            latencies.append(pw.wait([name], "InProgress", timeout=120) - t0)
+        q = statistics.quantiles(latencies, n=100)
+        out["move_latency_p50_ms"] = round(statistics.median(latencies) * 1000, 1)
+        out["move_latency_p99_ms"] = round(q[98] * 1000, 1)
+        # A burst: `burst` moves requested at once.
+        batch = names[moves:moves + burst]
+        t0 = time.monotonic()
+        parallel(lambda nm: api.patch_namespaced_custom_object(GROUP, VERSION, ns, "agenttasks", nm, {
+            "spec": {"requestedPhase": "InProgress", "by": by}}), batch)
+        done_at = pw.wait(batch, "InProgress", timeout=300)
+        out["burst_moves_recorded_per_s"] = round(len(batch) / (done_at - t0), 1)
+        out["burst_rate_vs_raw_patch_1_thread"] = round(out["burst_moves_recorded_per_s"] /
+                                                        out["raw_status_patch_per_s_1_thread"], 2)
+        settle(op)
+        after = op.metrics()
+        transitions = total(after, "agentops_task_transitions_total") - total(before, "agentops_task_transitions_total")
+        writes = {v: total(after, "agentops_api_requests_total", verb=v) -
+                  total(before, "agentops_api_requests_total", verb=v) for v in WRITE_VERBS}
+        status_writes = total(after, "agentops_api_requests_total", verb="PATCH", resource="agenttasks/status") - \
+            total(before, "agentops_api_requests_total", verb="PATCH", resource="agenttasks/status")
+        task_reads = total(after, "agentops_api_requests_total", verb="GET", resource=("agenttasks",)) - \
+            total(before, "agentops_api_requests_total", verb="GET", resource=("agenttasks",))
+        out["transitions_recorded"] = transitions
+        out["status_writes_per_transition"] = round(status_writes / max(1, transitions), 3)
+        out["event_writes_per_transition"] = round(
+            (total(after, "agentops_api_requests_total", verb="POST", resource="events") -
+             total(before, "agentops_api_requests_total", verb="POST", resource="events")) / max(1, transitions), 3)
+        out["api_writes_per_transition"] = round(sum(writes.values()) / max(1, transitions), 3)
+        out["task_reads_per_transition"] = round(task_reads / max(1, transitions), 3)
+        if restart:
+            op.stop(signal.SIGKILL)
+            t0 = time.monotonic()
+            op.start()
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                m = op.metrics()
+                if total(m, "agentops_reconcile_total", kind="agenttasks") >= n and \
+                        total(m, "agentops_workqueue_depth") == 0:
+                    break
+                time.sleep(0.2)
+            out["restart_to_all_reconciled_s"] = round(time.monotonic() - t0, 2)
+            out["operator_rss_mib_after_restart"] = rss_mib(op.proc.pid) if op.proc else float("nan")
+        return out
+    finally:
+        pw.stop()
+        op.stop()
+        core.delete_namespace(ns)
+
+
+def main() -> int:
+    sizes = [int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "100,1000,5000,10000").split(",") if s]
+    agents = int(os.environ.get("BENCH_SCALE_AGENTS", "1000"))
+    results: dict[str, dict[str, float]] = {}
+    for i, n in enumerate(sizes):
+        extra = agents if i == len(sizes) - 1 and n >= 5000 else 0
+        print(f"scale bench: {n} tasks{f' + {extra} agents' if extra else ''} ...", flush=True)
+        results[str(n)] = run_size(n, extra_agents=extra)
+        print(json.dumps(results[str(n)], indent=1), flush=True)
+    metrics: dict[str, float] = {}
+    for n, figures in results.items():
+        for k, v in figures.items():
+            metrics[f"{n}_{k}"] = v
+    if len(sizes) > 1:
+        lo, hi = str(sizes[0]), str(max(s for s in sizes if s <= 5000))
+        metrics[f"p99_ratio_{hi}_vs_{lo}"] = round(results[hi]["move_latency_p99_ms"] /
+                                                   results[lo]["move_latency_p99_ms"], 2)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"name": "scale", "metrics": metrics, "sizes": results,
+                                   "notes": "one run, one machine; ratios are within this run"}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
