@@ -19,10 +19,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from .. import kube, names, podsecurity, selectors, taskflow
 from .. import settings as settings_mod
-from ..conditions import get_condition, now_iso, set_condition
+from ..conditions import get_condition, set_condition
 from ..lifecycle import Phase, Verdict, judge_request, transition_key
 from ..models.task import AgentTaskSpec, Gate, TransitionGates
 from ..runtime import register, runtime
+from ..timeutil import format_time, parse_time
 
 log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
@@ -51,10 +52,6 @@ GATES_TOTAL = Counter("agentops_task_gate_results_total", "Gate outcomes", ["typ
 def _ns_lock(ns: str) -> threading.Lock:
     with _ns_guard:
         return _ns_locks.setdefault(ns, threading.Lock())
-
-
-def _ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def _label_transition(key: str) -> str:
@@ -180,7 +177,7 @@ def _sync_approvals(pend: Pending, spec: AgentTaskSpec) -> None:
         ids.add(a.id)
         seen.append({"id": a.id, "approver": a.approver, "decision": a.decision,
                      "reason": _clip(a.reason, MAX_MESSAGE), "transition": a.transition,
-                     "observedAt": now_iso(pend.now)})
+                     "observedAt": format_time(pend.now)})
         pend.events.append(("Normal", "ApprovalRecorded",
                             f"{a.decision} by {a.approver} for {a.transition}: {a.reason or 'no reason'}"))
     if seen:
@@ -191,7 +188,7 @@ def _approval_views(pend: Pending, spec: AgentTaskSpec) -> list[taskflow.Approva
     groups = {a.id: tuple(a.groups) for a in spec.approvals}
     return [
         taskflow.ApprovalView(a["approver"], a["decision"], a.get("reason", ""), a["transition"],
-                              groups.get(a.get("id"), ()), _ts(a["observedAt"]) or pend.now)
+                              groups.get(a.get("id"), ()), parse_time(a["observedAt"]) or pend.now)
         for a in pend.status.get("approvals") or []
     ]
 
@@ -234,7 +231,8 @@ def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase)
     message = ""
     jobs = _task_jobs(pend.obj) if any(g.type == "Job" for g in gates) else []
     round_ = int(st.get("transitions", 0))
-    since = _ts(st.get("lastTransitionTime")) or _ts(pend.obj["metadata"]["creationTimestamp"]) or pend.now
+    since = (parse_time(st.get("lastTransitionTime")) or parse_time(pend.obj["metadata"]["creationTimestamp"])
+             or pend.now)
     rejection: taskflow.ApprovalOutcome | None = None
     for gate in gates:
         if gate.type == "Job":
@@ -356,7 +354,7 @@ def _job_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str, round_: 
         except ApiException as exc:
             if exc.status != 409:  # 409: made before a restart; adopt it
                 raise
-        res.update(state="Running", message=f"job {name} started", startedAt=now_iso(pend.now))
+        res.update(state="Running", message=f"job {name} started", startedAt=format_time(pend.now))
         return res
     job = decision.job or {}
     res["startedAt"] = (job.get("status") or {}).get("startTime")
@@ -518,7 +516,7 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
     if st.get("assignee"):
         pend.touched_agents.add(st["assignee"])
     entry: dict[str, Any] = {
-        "from": frm, "to": to.value, "at": now_iso(now), "by": by,
+        "from": frm, "to": to.value, "at": format_time(now), "by": by,
         "gates": [{k: (_clip(v, MAX_MESSAGE) if k == "message" else v) for k, v in g.items() if v is not None}
                   for g in gates],
     }
@@ -537,7 +535,7 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
     st["history"] = history[-limit:]
     st["transitions"] = int(st.get("transitions", 0)) + 1
     st["phase"] = to.value
-    st["lastTransitionTime"] = now_iso(now)
+    st["lastTransitionTime"] = format_time(now)
     TRANSITIONS_TOTAL.labels(frm, to.value).inc()
     gate_note = ", ".join(f"{g['name']} {g['state'].lower()}" for g in gates) or "no gates"
     pend.events.append(("Normal", "Transitioned", f"{frm} -> {to.value} by {by} ({gate_note})"))
@@ -571,7 +569,7 @@ def _handoff(pend: Pending, spec: AgentTaskSpec, to: Phase, notes: str | None, r
         pend.events.append(("Warning", "NoAgentForStage",
                             f"no Ready agent with role {stage.role} for stage {stage.name}; {previous} keeps it"))
     outputs = [h["output"] for h in st.get("history") or [] if h.get("output")]
-    record: dict[str, Any] = {"stage": stage.name, "at": now_iso(pend.now), "outputs": sorted(set(outputs))[-10:]}
+    record: dict[str, Any] = {"stage": stage.name, "at": format_time(pend.now), "outputs": sorted(set(outputs))[-10:]}
     if previous:
         record["fromAgent"] = previous
     if target:
@@ -710,7 +708,7 @@ def refresh_agent_stats(ns: str, agent_names: set[str], now: datetime,
         completed = sum(1 for t in tasks if (t.get("status") or {}).get("completedBy") == agent)
         try:
             kube.patch_status("agents", ns, agent, {"activeTasks": active, "tasksCompleted": completed,
-                                                    "lastActive": now_iso(now)})
+                                                    "lastActive": format_time(now)})
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("could not update stats of agent %s/%s: %s", ns, agent, exc.reason)
