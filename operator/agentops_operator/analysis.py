@@ -62,7 +62,7 @@ def _to_python(expr: str) -> str:
     return re.sub(r"\bnil\b", "None", out)
 
 
-class _Attr(dict):  # type: ignore[type-arg]
+class _Attr(dict[str, Any]):
     """JSON objects allow result.field as well as result["field"]."""
 
 
@@ -246,7 +246,8 @@ def prometheus_result(payload: Any) -> Any:
         err = payload.get("error") if isinstance(payload, dict) else None
         raise ConditionError(f"prometheus query failed: {err or short(payload)}")
     data = payload.get("data") or {}
-    kind, res = data.get("resultType"), data.get("result")
+    kind = data.get("resultType")
+    res: Any = data.get("result")
     if kind == "vector":
         return [float(s["value"][1]) for s in res or []]
     if kind == "scalar":

@@ -172,7 +172,8 @@ def _who(op: Op) -> str:
     return "client"
 
 
-def settle(v: QuotaView, status: dict[str, Any], now: datetime, by: str) -> tuple[dict[str, Any], dict | None]:
+def settle(v: QuotaView, status: dict[str, Any], now: datetime,
+           by: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The ledger as of `now`: window initialised, rolled over after resetAt, or reshaped after a spec change.
 
     A rollover resets `used` and keeps reservations: moves already admitted will commit into the new
@@ -274,7 +275,7 @@ def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime) -> Result
         last = led.get("lastReset")
         granted = bool(last and not last.get("eventRecorded") and last.get("windowStart") == op.window_start)
         if granted:
-            led["lastReset"] = {**last, "eventRecorded": True}
+            led["lastReset"] = {**(last or {}), "eventRecorded": True}
     _derive(v, led)
     message = f"{message} {_summary(v, led)}" if message else _summary(v, led)
     patch = {} if isinstance(op, Check) else _patch(status, led)

@@ -60,7 +60,7 @@ def server_side_apply(manifest: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply (the generated client cannot pick the apply content type)."""
     meta = manifest["metadata"]
     path = _PATHS[(manifest["apiVersion"], manifest["kind"])].format(ns=meta["namespace"], name=meta["name"])
-    return kube.api_client().call_api(  # type: ignore[no-any-return]
+    return kube.api_client().call_api(
         path, "PATCH",
         query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
         header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
@@ -320,15 +320,15 @@ class _Observed:
         s = plan.state
         running = {o.revision for d in self.deployments if (o := wl.observe_deployment(d))}
         live = running | {d.revision for d in plan.deployments} | {
-            r for r in (desired, s.stable_revision, s.current_revision, s.rejected_revision, s.override_revision,
-                        s.scale_down_revision) if r}
+            r for r in (desired, s.stable_revision, s.rollout.current_revision, s.rollout.rejected_revision,
+                        s.rollout.override_revision, s.rollout.scale_down_revision) if r}
         for rev in ro.revisions_to_prune(self.history(), spec.revision_history_limit, live):
             _ignore_404(kube.apps().delete_namespaced_controller_revision, self.revisions[rev]["metadata"]["name"],
                         self.ns)
             del self.revisions[rev]
         for name, cm in list(self.config_maps.items()):
-            rev = (cm["metadata"].get("labels") or {}).get(names.LABEL_REVISION)
-            if rev and rev not in running and rev not in {d.revision for d in plan.deployments}:
+            cm_rev = (cm["metadata"].get("labels") or {}).get(names.LABEL_REVISION)
+            if cm_rev and cm_rev not in running and cm_rev not in {d.revision for d in plan.deployments}:
                 _ignore_404(kube.core().delete_namespaced_config_map, name, self.ns)
                 del self.config_maps[name]
 

@@ -21,7 +21,7 @@ from .. import kube, names, podsecurity, selectors, taskflow
 from .. import settings as settings_mod
 from ..conditions import get_condition, set_condition
 from ..lifecycle import Phase, Verdict, judge_request, transition_key
-from ..models.task import AgentTaskSpec, Gate, TransitionGates
+from ..models.task import AgentTaskSpec, ApprovalGateSpec, Gate, JobGateSpec, TransitionGates
 from ..runtime import register, runtime
 from ..timeutil import format_time, parse_time
 
@@ -317,7 +317,7 @@ def _missing_inputs(spec: AgentTaskSpec, gates: list[Gate]) -> list[str]:
 def _approval_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str,
                    since: datetime) -> tuple[dict[str, Any], taskflow.ApprovalOutcome | None]:
     assert gate.approval is not None or gate.type == "Approval"
-    cfg = gate.approval or taskflow.ApprovalGateSpec()
+    cfg = gate.approval or ApprovalGateSpec()
     ns = pend.obj["metadata"]["namespace"]
     outcome = taskflow.evaluate_approvals(cfg, _approval_views(pend, spec), key, since, pend.now,
                                           _role_users(ns, cfg.approvers.roles))
@@ -373,7 +373,7 @@ def _job_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str, round_: 
 def build_gate_job(obj: dict[str, Any], spec: AgentTaskSpec, gate: Gate, key: str, round_: int,
                    attempt: int, name: str) -> dict[str, Any]:
     meta = obj["metadata"]
-    cfg = gate.job or taskflow.JobGateSpec()
+    cfg = gate.job or JobGateSpec()
     command = list(cfg.command)
     if not command and key == transition_key(Phase.DONE, Phase.DEPLOYED):
         command = list(spec.deploy.command) if spec.deploy and spec.deploy.command else \

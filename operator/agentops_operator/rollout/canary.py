@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..timeutil import wall_clock
-from .context import RolloutContext, analysis_outcome, analysis_run, deadline_or_wait, finish, reject
-from .direct import after_reject, complete, plan_idle
+from .context import (
+    RolloutContext,
+    analysis_outcome,
+    analysis_run,
+    complete,
+    deadline_or_wait,
+    finish,
+    reject,
+)
+from .direct import after_reject, plan_idle
 from .io import DeploymentTarget, Plan
 from .replicas import canary_replicas, split_replicas
 from .types import AnalysisSpec, PauseStep, Reason, Role, RolloutPhase, SetWeightStep, Step, Verb, describe_step
