@@ -259,6 +259,13 @@ def test_rollout_state_survives_status_round_trip(step: int, attempt: int, t1: d
     assert ro.RolloutState.model_validate(status) == state
 
 
+def test_evolve_routes_fields_and_refuses_a_misspelt_one() -> None:
+    state = ro.RolloutState().evolve(stable_revision="s", step_index=2)
+    assert state.stable_revision == "s" and state.rollout.step_index == 2
+    with pytest.raises(TypeError, match="step_indx"):
+        state.evolve(step_indx=3)
+
+
 def test_status_has_explicit_nulls_for_merge_patch() -> None:
     b = ro.RolloutState().status()
     assert "rejectedRevision" in b["rollout"] and b["rollout"]["rejectedRevision"] is None

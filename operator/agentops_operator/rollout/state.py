@@ -167,11 +167,15 @@ class RolloutState(K8sModel):
 
     def evolve(self, **changes: Any) -> RolloutState:
         """A copy with fields changed; bookkeeping fields (``step_index``, ...) go into ``rollout``."""
-        top = {k: v for k, v in changes.items() if k not in BOOKKEEPING_FIELDS}
-        unknown = set(top) - set(RolloutState.model_fields)
-        if unknown:
-            raise TypeError(f"RolloutState has no field(s) {sorted(unknown)}")
-        book = {k: v for k, v in changes.items() if k in BOOKKEEPING_FIELDS}
+        top: dict[str, Any] = {}
+        book: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key in BOOKKEEPING_FIELDS:
+                book[key] = value
+            elif key in _STATE_FIELDS:
+                top[key] = value
+            else:
+                raise TypeError(f"RolloutState has no field {key!r}")
         if book:
             top["rollout"] = self.rollout.model_copy(update=book)
         return self.model_copy(update=top)
@@ -179,6 +183,9 @@ class RolloutState(K8sModel):
     def status(self) -> dict[str, Any]:
         """The status fields this state owns, with explicit nulls: a merge patch must delete what is gone."""
         return self.model_dump(by_alias=True, mode="json")
+
+
+_STATE_FIELDS = frozenset(RolloutState.model_fields)
 
 
 def merge_acks(old: Sequence[CommandAck], new: Sequence[CommandAck]) -> tuple[CommandAck, ...]:
