@@ -1,9 +1,11 @@
-"""The operator's one time format: RFC 3339 in UTC, whole seconds, with a ``Z`` (metav1.Time).
+"""The operator's one time format: RFC 3339 in UTC with a ``Z``; microseconds only when there are any.
 
 Every timestamp the operator writes (conditions, task history, quota ledgers, Agent rollout state)
 goes through ``format_time``; every one it reads through ``parse_time``. Pydantic fields typed
 ``Time`` serialise the same way, so a status dumped from a model and one built by hand compare
-equal.
+equal. Whole seconds read like metav1.Time (``2025-03-01T12:00:00Z``); sub-seconds are kept
+(``2025-03-01T12:00:00.250000Z``) because planner clocks (pauses, scale-down delays, deadlines) are
+read back from status and must not fire early.
 """
 
 from __future__ import annotations
@@ -13,18 +15,16 @@ from typing import Annotated
 
 from pydantic import PlainSerializer
 
-_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 def format_time(value: datetime) -> str:
-    """``2025-03-01T12:00:00Z``; a naive datetime is taken as UTC, sub-seconds are dropped."""
+    """``2025-03-01T12:00:00Z`` or ``2025-03-01T12:00:00.250000Z``; a naive datetime is taken as UTC."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime(_FORMAT)
+    utc = value.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds" if utc.microsecond else "seconds") + "Z"
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -40,5 +40,5 @@ def wall_clock(value: datetime, after_seconds: float = 0.0) -> str:
     return (value + timedelta(seconds=after_seconds)).astimezone(UTC).strftime("%H:%M:%SZ")
 
 
-# A datetime field written in the one format above (pydantic's own would keep microseconds).
+# A datetime field written in the one format above (explicitly, whatever pydantic's default may become).
 Time = Annotated[datetime, PlainSerializer(format_time, return_type=str, when_used="json")]
