@@ -58,9 +58,11 @@ install: setup cluster-up plugin ## apply CRDs, RBAC and admission policies to t
 	kubectl apply --server-side -f manifests/rbac/ -f manifests/admission/
 
 .PHONY: lint
-lint: setup ## ruff
+lint: setup ## ruff, CRD freshness, import-linter (layering contracts in pyproject.toml), mypy (strict on pure modules)
 	$(VENV)/bin/ruff check operator tests bench
 	$(PY) -m agentops_operator.crdgen --check --out crds
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 .PHONY: unit
 unit: setup ## unit tests (no cluster)

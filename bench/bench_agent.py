@@ -15,7 +15,6 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,12 @@ STRATEGY = ro.StrategySpec(
 
 
 def bench_plan(seconds: float = 2.0) -> dict[str, float]:
-    run = ro.AnalysisRunState("new/step-2/0", T0)
+    run = ro.AnalysisRunState(run_id="new/step-2/0", started_at=T0)
     for i in range(2):
         for m in ("errors", "latency"):
             run = run.with_measurement(m, ro.Measurement(ro.MeasurementPhase.SUCCESSFUL, T0 + timedelta(seconds=5 * i)))
-    state = ro.RolloutState(stable_revision="old", current_revision="new", step_index=2, step_started_at=T0,
-                            analysis=run)
+    state = ro.RolloutState(stable_revision="old", analysis=run).evolve(current_revision="new", step_index=2,
+                                                                       step_started_at=T0)
     inputs = ro.PlanInputs(
         now=T0 + timedelta(seconds=7), strategy=STRATEGY, desired_revision="new", replicas=10, state=state,
         deployments={"old": ro.DeploymentObservation("old", 8, 8, 8, 8, 8),
@@ -65,7 +64,7 @@ def bench_simulated_rollout(rollouts: int = 200) -> dict[str, float]:
     calls, start = 0, time.perf_counter()
     for _ in range(rollouts):
         now = T0
-        state = ro.RolloutState(stable_revision="old", current_revision="old")
+        state = ro.RolloutState(stable_revision="old").evolve(current_revision="old")
         obs = {"old": ro.DeploymentObservation("old", 10, 10, 10, 10, 10)}
         while True:
             p = ro.plan(ro.PlanInputs(now, STRATEGY, "new", 10, state, obs))
@@ -74,12 +73,12 @@ def bench_simulated_rollout(rollouts: int = 200) -> dict[str, float]:
                 run = p.state.analysis
                 for m in p.measure:
                     run = run.with_measurement(m, ro.Measurement(ro.MeasurementPhase.SUCCESSFUL, now))
-                p = ro.plan(ro.PlanInputs(now, STRATEGY, "new", 10, replace(p.state, analysis=run), obs))
+                p = ro.plan(ro.PlanInputs(now, STRATEGY, "new", 10, p.state.evolve(analysis=run), obs))
                 calls += 1
             state = p.state
             obs = {d.revision: ro.DeploymentObservation(d.revision, d.replicas, d.replicas, d.replicas, d.replicas,
                                                         d.replicas) for d in p.deployments}
-            if p.phase is ro.Phase.HEALTHY and state.stable_revision == "new":
+            if p.phase is ro.RolloutPhase.HEALTHY and state.stable_revision == "new":
                 break
             now += timedelta(seconds=p.requeue_after or 1)
     elapsed = time.perf_counter() - start

@@ -1,7 +1,9 @@
-"""Pure builders for everything an Agent owns, and conversions between the CRD and the planner.
+"""Pure builders for everything an Agent owns, and the Agent spec as the planner sees it.
 
-No I/O here: manifests are plain dicts the handler applies; conversions turn the pydantic spec and
-the status dict into ``rollout`` dataclasses and back.
+No I/O here: manifests are plain dicts the handler applies; ``strategy_spec`` turns the pydantic
+strategy into ``rollout`` dataclasses; ``observations`` reads Deployments for the planner. Names
+and labels are in ``names``, the command codec in ``rollout.commands``, and the rollout state needs
+no conversion: ``rollout.RolloutState`` is the status schema.
 
 Objects of Agent ``a`` (all with an ownerReference to the Agent and deterministic names):
 
@@ -19,71 +21,26 @@ Objects of Agent ``a`` (all with an ownerReference to the Agent and deterministi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from . import names, podsecurity
 from . import rollout as ro
+from .lifecycle import Phase as TaskPhase
 from .models.agent import AgentSpec, Analysis, Metric, RollingStrategy, Strategy
+from .taskflow import ACTIVE_PHASES
 
-LABEL_AGENT = "agentops.dev/agent"
-LABEL_REVISION = "agentops.dev/revision"
-LABEL_DEPLOYMENT = "agentops.dev/deployment"
-LABEL_ROLE = "agentops.dev/role"
-LABEL_ANALYSIS_RUN = "agentops.dev/analysis-run"
-LABEL_METRIC = "agentops.dev/metric"
-CAPABILITY_LABEL_PREFIX = "capability.agentops.dev/"
-ENV_CONFIG_LABEL = "agentops.dev/config"
-ENV_CONFIG_VALUE = "environment"
-APPLIED_HASH = "agentops.dev/applied-hash"
-COMMAND_PREFIX = "agentops.dev/"
 CONFIG_DIR = "/etc/agentops/config"
 SERVICE_PORT = 80
-CLUSTER_DOMAIN = "cluster.local"
-
-# ---- names -----------------------------------------------------------------------------------
-
-
-def deployment_name(agent: str, revision: str, role: ro.Role) -> str:
-    return agent if role is ro.Role.ROLLING else f"{agent}-{revision}"
-
-
-def config_map_name(agent: str, revision: str) -> str:
-    return f"{agent}-config-{revision}"
-
-
-def controller_revision_name(agent: str, revision: str) -> str:
-    return f"{agent}-{revision}"
-
-
-def service_name(agent: str, kind: str = "") -> str:
-    return f"{agent}-{kind}" if kind else agent
-
-
-def service_dns(agent: str, namespace: str, kind: str = "") -> str:
-    return f"{service_name(agent, kind)}.{namespace}.svc.{CLUSTER_DOMAIN}"
-
-
-def analysis_job_name(agent: str, run_id: str, metric: str, index: int) -> str:
-    """Deterministic per (run, metric, measurement): a restart adopts the Job instead of re-running it."""
-    return f"{agent}-a{names.short_hash(run_id, metric, length=8)}-{index}"
-
-
-def pod_selector(agent: str) -> str:
-    return f"{LABEL_AGENT}={agent}"
-
-
-def base_labels(agent: str) -> dict[str, str]:
-    return {**names.MANAGED_BY, LABEL_AGENT: agent}
 
 
 def agent_labels(spec: AgentSpec, current: Mapping[str, str] | None) -> dict[str, str | None]:
     """Labels to merge-patch onto the Agent for discovery (role, capabilities); None removes stale ones."""
-    want: dict[str, str | None] = {LABEL_ROLE: spec.role}
-    want.update({f"{CAPABILITY_LABEL_PREFIX}{tag}": "true" for tag in spec.capabilities})
+    want: dict[str, str | None] = {names.LABEL_ROLE: spec.role}
+    want.update({f"{names.CAPABILITY_LABEL_PREFIX}{tag}": "true" for tag in spec.capabilities})
     for key in current or {}:
-        if key.startswith(CAPABILITY_LABEL_PREFIX) and key not in want:
+        if key.startswith(names.CAPABILITY_LABEL_PREFIX) and key not in want:
             want[key] = None
     return {k: v for k, v in want.items() if (current or {}).get(k) != v}
 
@@ -107,8 +64,6 @@ def instance_config(spec: AgentSpec) -> dict[str, str]:
 
 def invalid_config_keys(config: Mapping[str, Any]) -> list[str]:
     """ConfigMap keys must match [-._a-zA-Z0-9]+ (and values must be strings)."""
-    import re
-
     bad = [k for k in config if not re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", k)]
     bad += [k for k, v in config.items() if not isinstance(v, str) and k not in bad]
     return sorted(bad)
@@ -175,7 +130,7 @@ def revision_template(agent: str, spec: AgentSpec) -> dict[str, Any]:
         rendered = _probe(probe)
         if rendered:
             container[key] = rendered
-    labels = {**spec.pod_labels, **base_labels(agent), LABEL_ROLE: spec.role}
+    labels = {**spec.pod_labels, **names.child_labels(agent), names.LABEL_ROLE: spec.role}
     if spec.version:
         labels["app.kubernetes.io/version"] = spec.version
     return {
@@ -219,12 +174,12 @@ def deployment(
     rolling: RollingStrategy | None = None,
 ) -> dict[str, Any]:
     agent = obj["metadata"]["name"]
-    name = deployment_name(agent, revision, role)
+    name = names.deployment_name(agent, revision, role)
     pod = json.loads(json.dumps(template))  # deep copy; the template is shared with the revision
-    pod["metadata"]["labels"].update({LABEL_DEPLOYMENT: name, LABEL_REVISION: revision})
+    pod["metadata"]["labels"].update({names.LABEL_DEPLOYMENT: name, names.LABEL_REVISION: revision})
     for vol in pod["spec"]["volumes"]:
         if vol["name"] == "config":
-            vol["configMap"]["name"] = config_map_name(agent, revision)
+            vol["configMap"]["name"] = names.config_map_name(agent, revision)
     strategy: dict[str, Any] = {"type": "RollingUpdate"}
     if role is ro.Role.ROLLING:
         r = rolling or RollingStrategy()
@@ -235,10 +190,11 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(obj, name, {**base_labels(agent), LABEL_REVISION: revision, LABEL_DEPLOYMENT: name}),
+        "metadata": _meta(obj, name, {**names.child_labels(agent), names.LABEL_REVISION: revision,
+                                      names.LABEL_DEPLOYMENT: name}),
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {LABEL_DEPLOYMENT: name}},
+            "selector": {"matchLabels": {names.LABEL_DEPLOYMENT: name}},
             "revisionHistoryLimit": 2,  # our history is in ControllerRevisions
             "progressDeadlineSeconds": max(progress_deadline_seconds, 1),
             "strategy": strategy,
@@ -252,7 +208,8 @@ def config_map(obj: Mapping[str, Any], revision: str, config: Mapping[str, str])
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(obj, config_map_name(agent, revision), {**base_labels(agent), LABEL_REVISION: revision}),
+        "metadata": _meta(obj, names.config_map_name(agent, revision),
+                          {**names.child_labels(agent), names.LABEL_REVISION: revision}),
         "immutable": True,
         "data": dict(config),
     }
@@ -265,8 +222,8 @@ def controller_revision(
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
-        "metadata": _meta(obj, controller_revision_name(agent, revision),
-                          {**base_labels(agent), LABEL_REVISION: revision}),
+        "metadata": _meta(obj, names.controller_revision_name(agent, revision),
+                          {**names.child_labels(agent), names.LABEL_REVISION: revision}),
         "data": {"template": template, "config": dict(config)},
         "revision": number,
     }
@@ -275,13 +232,13 @@ def controller_revision(
 def service(obj: Mapping[str, Any], kind: str, revision: str | None, port: int = SERVICE_PORT) -> dict[str, Any]:
     """A Service selecting the agent's pods; with a revision, only that revision's pods."""
     agent = obj["metadata"]["name"]
-    selector = {LABEL_AGENT: agent}
+    selector = {names.LABEL_AGENT: agent}
     if revision:
-        selector[LABEL_REVISION] = revision
+        selector[names.LABEL_REVISION] = revision
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(obj, service_name(agent, kind), base_labels(agent)),
+        "metadata": _meta(obj, names.service_name(agent, kind), names.child_labels(agent)),
         "spec": {
             "type": "ClusterIP",
             "selector": selector,
@@ -296,7 +253,7 @@ def service_account(obj: Mapping[str, Any], spec: AgentSpec) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": {
-            **_meta(obj, names.agent_service_account(agent), base_labels(agent)),
+            **_meta(obj, names.agent_service_account(agent), names.child_labels(agent)),
             "annotations": dict(spec.service_account.annotations),
         },
         "automountServiceAccountToken": spec.service_account.automount_token,
@@ -306,16 +263,16 @@ def service_account(obj: Mapping[str, Any], spec: AgentSpec) -> dict[str, Any]:
 def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     """Stamp a hash of the manifest so unchanged objects are not re-applied every reconcile."""
     manifest["metadata"].setdefault("annotations", {})
-    manifest["metadata"]["annotations"].pop(APPLIED_HASH, None)
-    manifest["metadata"]["annotations"][APPLIED_HASH] = names.short_hash(ro.canonical_json(manifest), length=16)
+    manifest["metadata"]["annotations"].pop(names.APPLIED_HASH, None)
+    manifest["metadata"]["annotations"][names.APPLIED_HASH] = names.short_hash(ro.canonical_json(manifest), length=16)
     return manifest
 
 
 def needs_apply(desired: Mapping[str, Any], existing: Mapping[str, Any] | None) -> bool:
     if existing is None:
         return True
-    want = desired["metadata"]["annotations"][APPLIED_HASH]
-    have = ((existing.get("metadata") or {}).get("annotations") or {}).get(APPLIED_HASH)
+    want = desired["metadata"]["annotations"][names.APPLIED_HASH]
+    have = ((existing.get("metadata") or {}).get("annotations") or {}).get(names.APPLIED_HASH)
     if want != have:
         return True
     # Someone scaled our Deployment by hand (kubectl scale deploy): put it back.
@@ -328,7 +285,7 @@ def needs_apply(desired: Mapping[str, Any], existing: Mapping[str, Any] | None) 
 
 def observe_deployment(dep: Mapping[str, Any]) -> ro.DeploymentObservation | None:
     labels = (((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
-    revision = labels.get(LABEL_REVISION)
+    revision = labels.get(names.LABEL_REVISION)
     if not revision:
         return None
     st = dep.get("status") or {}
@@ -427,180 +384,22 @@ def analysis_for_run(s: Strategy, run_id: str) -> Analysis | None:
     return None
 
 
-# ---- commands (verbs as annotations) ---------------------------------------------------------
-
-
-def command_annotation(verb: ro.Verb) -> str:
-    return f"{COMMAND_PREFIX}{verb.value}"
-
-
-def encode_command(nonce: str, *, full: bool = False, to_revision: int | None = None) -> str:
-    body: dict[str, Any] = {"id": nonce}
-    if full:
-        body["full"] = True
-    if to_revision is not None:
-        body["toRevision"] = to_revision
-    return json.dumps(body, separators=(",", ":"))
-
-
-def parse_command(verb: ro.Verb, raw: str) -> ro.Command:
-    """``{"id": ..., "full": true, "toRevision": 3}`` (what the CLI writes) or a bare id."""
-    raw = raw.strip()
-    if raw.startswith("{"):
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and body.get("id"):
-            to = body.get("toRevision")
-            return ro.Command(verb, str(body["id"]), full=bool(body.get("full")),
-                              to_revision=int(to) if isinstance(to, int | str) and str(to).isdigit() else None)
-    return ro.Command(verb, raw)
-
-
-def pending_commands(annotations: Mapping[str, str] | None, acks: Sequence[Mapping[str, Any]]) -> list[ro.Command]:
-    """Commands whose id the status has not acknowledged yet."""
-    done = {a.get("verb"): a.get("id") for a in acks}
-    out = []
-    for verb in (ro.Verb.ABORT, ro.Verb.RETRY, ro.Verb.UNDO, ro.Verb.PROMOTE):
-        raw = (annotations or {}).get(command_annotation(verb))
-        if not raw or not raw.strip():
-            continue
-        cmd = parse_command(verb, raw)
-        if done.get(verb.value) != cmd.nonce:
-            out.append(cmd)
-    return out
-
-
-def merge_acks(old: Sequence[Mapping[str, Any]], new: Sequence[ro.CommandAck], now: datetime) -> list[dict[str, Any]]:
-    by_verb = {a["verb"]: dict(a) for a in old if a.get("verb")}
-    for ack in new:
-        by_verb[ack.verb.value] = {"verb": ack.verb.value, "id": ack.nonce, "applied": ack.applied,
-                                   "message": ack.message[:1024], "at": ts(now)}
-    return [by_verb[v.value] for v in ro.Verb if v.value in by_verb]
-
-
-# ---- status <-> planner state ----------------------------------------------------------------
-
-
-def ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_ts(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _run_from_status(d: Mapping[str, Any] | None) -> ro.AnalysisRunState | None:
-    if not d or not d.get("runId") or not d.get("startedAt"):
-        return None
-    metrics = []
-    for m in d.get("metrics") or []:
-        metrics.append(ro.MetricState(
-            name=m["name"],
-            successful=int(m.get("successful", 0)),
-            failed=int(m.get("failed", 0)),
-            inconclusive=int(m.get("inconclusive", 0)),
-            errors=int(m.get("errors", 0)),
-            consecutive_errors=int(m.get("consecutiveErrors", 0)),
-            last_measured_at=parse_ts(m.get("lastMeasuredAt")),
-            measurements=tuple(
-                ro.Measurement(ro.MeasurementPhase(x["phase"]), parse_ts(x["at"]) or datetime.now(UTC),
-                               x.get("value", ""), x.get("message", ""))
-                for x in m.get("measurements") or []
-            ),
-        ))
-    started = parse_ts(d["startedAt"])
-    assert started is not None
-    return ro.AnalysisRunState(d["runId"], started, tuple(metrics))
-
-
-def run_to_status(run: ro.AnalysisRunState | None, spec: ro.AnalysisSpec | None, phase: str | None,
-                  message: str) -> dict[str, Any] | None:
-    if run is None:
-        return None
-    specs = {m.name: m for m in spec.metrics} if spec else {}
-    metrics = []
-    for m in sorted(run.metrics, key=lambda x: x.name):
-        mspec = specs.get(m.name)
-        metrics.append({
-            "name": m.name,
-            "phase": ro.metric_verdict(mspec, m, run.started_at).phase.value if mspec else None,
-            "successful": m.successful, "failed": m.failed, "inconclusive": m.inconclusive, "errors": m.errors,
-            "consecutiveErrors": m.consecutive_errors, "lastMeasuredAt": ts(m.last_measured_at),
-            "measurements": [{"phase": x.phase.value, "at": ts(x.at), "value": x.value[:1024],
-                              "message": x.message[:2048]} for x in m.measurements],
-        })
-    return {"runId": run.run_id, "startedAt": ts(run.started_at), "phase": phase, "message": message[:4096],
-            "metrics": metrics}
-
-
-def state_from_status(status: Mapping[str, Any]) -> ro.RolloutState:
-    r = status.get("rollout") or {}
-    last = status.get("lastAnalysis") or {}
-    last_phase = last.get("phase")
-    return ro.RolloutState(
-        stable_revision=status.get("stableRevision"),
-        current_revision=r.get("currentRevision"),
-        step_index=int(r.get("stepIndex") or 0),
-        step_started_at=parse_ts(r.get("stepStartedAt")),
-        attempt=int(r.get("attempt") or 0),
-        rejected_revision=r.get("rejectedRevision"),
-        override_revision=r.get("overrideRevision"),
-        reason=r.get("reason"),
-        message=r.get("message") or "",
-        ready_at=parse_ts(r.get("readyAt")),
-        switched_at=parse_ts(r.get("switchedAt")),
-        scale_down_revision=r.get("scaleDownRevision"),
-        scale_down_at=parse_ts(r.get("scaleDownAt")),
-        stalled=bool(r.get("stalled")),
-        passed=tuple(r.get("passed") or ()),
-        analysis=_run_from_status(status.get("analysis")),
-        last_analysis=_run_from_status(last),
-        last_analysis_phase=ro.AnalysisPhase(last_phase) if last_phase in set(ro.AnalysisPhase) else None,
-        last_analysis_message=last.get("message") or "",
-    )
-
-
-def bookkeeping(state: ro.RolloutState) -> dict[str, Any]:
-    """status.rollout with explicit nulls: a merge patch must delete what the planner forgot."""
-    return {
-        "currentRevision": state.current_revision,
-        "stepIndex": state.step_index,
-        "stepStartedAt": ts(state.step_started_at),
-        "attempt": state.attempt,
-        "rejectedRevision": state.rejected_revision,
-        "overrideRevision": state.override_revision,
-        "reason": state.reason,
-        "message": state.message[:4096],
-        "readyAt": ts(state.ready_at),
-        "switchedAt": ts(state.switched_at),
-        "scaleDownRevision": state.scale_down_revision,
-        "scaleDownAt": ts(state.scale_down_at),
-        "stalled": state.stalled,
-        "passed": list(state.passed[-20:]),
-    }
-
-
 # ---- queue-depth autoscaling -----------------------------------------------------------------
 
 
 def open_tasks_for(agent: str, role: str, tasks: Sequence[Mapping[str, Any]]) -> int:
     """Open tasks assigned to the agent, plus backlog tasks that wait for an agent of its role."""
-    active = {"Assigned", "InProgress", "Review", "Rejected"}
+    active = {p.value for p in ACTIVE_PHASES}
     count = 0
     for t in tasks:
         st, spec = t.get("status") or {}, t.get("spec") or {}
-        phase = st.get("phase") or "Backlog"
+        phase = st.get("phase") or TaskPhase.BACKLOG.value
         if st.get("assignee") == agent and phase in active:
             count += 1
-        elif phase == "Backlog" and not st.get("assignee"):
+        elif phase == TaskPhase.BACKLOG.value and not st.get("assignee"):
             wanted = spec.get("assignee")
-            stage_roles = [s.get("role") for s in spec.get("pipeline") or [] if "Assigned" in (s.get("phases") or [])]
+            stage_roles = [s.get("role") for s in spec.get("pipeline") or []
+                           if TaskPhase.ASSIGNED.value in (s.get("phases") or [])]
             if wanted == agent or (not wanted and (spec.get("role") == role or role in stage_roles)):
                 count += 1
     return count

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from . import agent_workload as wl
 from . import names, podsecurity
 from . import rollout as ro
 from .models.agent import HTTPProvider, JobProvider, Metric, PrometheusProvider
@@ -63,7 +62,7 @@ def _to_python(expr: str) -> str:
     return re.sub(r"\bnil\b", "None", out)
 
 
-class _Attr(dict):  # type: ignore[type-arg]
+class _Attr(dict[str, Any]):
     """JSON objects allow result.field as well as result["field"]."""
 
 
@@ -188,10 +187,10 @@ def template_context(agent: str, namespace: str, revision: str) -> dict[str, str
         "agent": agent,
         "namespace": namespace,
         "revision": revision,
-        "service": wl.service_dns(agent, namespace),
-        "stableService": wl.service_dns(agent, namespace),
-        "canaryService": wl.service_dns(agent, namespace, "canary"),
-        "previewService": wl.service_dns(agent, namespace, "preview"),
+        "service": names.service_dns(agent, namespace),
+        "stableService": names.service_dns(agent, namespace),
+        "canaryService": names.service_dns(agent, namespace, "canary"),
+        "previewService": names.service_dns(agent, namespace, "preview"),
     }
 
 
@@ -247,7 +246,8 @@ def prometheus_result(payload: Any) -> Any:
         err = payload.get("error") if isinstance(payload, dict) else None
         raise ConditionError(f"prometheus query failed: {err or short(payload)}")
     data = payload.get("data") or {}
-    kind, res = data.get("resultType"), data.get("result")
+    kind = data.get("resultType")
+    res: Any = data.get("result")
     if kind == "vector":
         return [float(s["value"][1]) for s in res or []]
     if kind == "scalar":
@@ -288,8 +288,8 @@ def measure_prometheus(p: PrometheusProvider, metric: Metric, ctx: Mapping[str, 
 def analysis_job(obj: Mapping[str, Any], p: JobProvider, run_id: str, metric: str, index: int,
                  ctx: Mapping[str, str]) -> dict[str, Any]:
     agent, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
-    name = wl.analysis_job_name(agent, run_id, metric, index)
-    labels = {**wl.base_labels(agent), wl.LABEL_ANALYSIS_RUN: names_safe(run_id), wl.LABEL_METRIC: metric}
+    name = names.analysis_job_name(agent, run_id, metric, index)
+    labels = {**names.child_labels(agent), names.LABEL_ANALYSIS_RUN: names_safe(run_id), names.LABEL_METRIC: metric}
     env = [{"name": "AGENTOPS_" + k.upper(), "value": v} for k, v in sorted(ctx.items())]
     env += [{"name": e.name, "value": render(e.value, ctx)} for e in p.env]
     container = podsecurity.check_container(
@@ -315,7 +315,7 @@ def analysis_job(obj: Mapping[str, Any], p: JobProvider, run_id: str, metric: st
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
-                    "securityContext": {k: v for k, v in wl.POD_SECURITY_CONTEXT.items() if k != "fsGroup"},
+                    "securityContext": {k: v for k, v in podsecurity.POD_SECURITY_CONTEXT.items() if k != "fsGroup"},
                     "containers": [container],
                 },
             },

@@ -11,6 +11,7 @@ the stored dicts themselves, which callers must treat as read-only.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 from collections.abc import Callable, Iterable
@@ -28,7 +29,7 @@ def rv_int(obj: Obj | None) -> int | None:
         return None
 
 
-def owner_uids(obj: Obj) -> list[str]:
+def owner_uids(obj: Obj) -> builtins.list[str]:
     return [r["uid"] for r in (obj.get("metadata") or {}).get("ownerReferences") or [] if r.get("uid")]
 
 
@@ -97,7 +98,7 @@ class Store:
             return self._objs.get(kind, {}).get(namespace or "", {}).get(name)
 
     def list(self, kind: str, namespace: str | None = None,
-             where: Callable[[Obj], bool] | None = None) -> list[Obj]:
+             where: Callable[[Obj], bool] | None = None) -> builtins.list[Obj]:
         with self._lock:
             spaces: Iterable[dict[str, Obj]]
             if namespace is None:
@@ -107,20 +108,20 @@ class Store:
             out = [o for space in spaces for o in space.values()]
         return [o for o in out if where(o)] if where else out
 
-    def labelled(self, kind: str, namespace: str | None, label: str, value: str | None = None) -> list[Obj]:
+    def labelled(self, kind: str, namespace: str | None, label: str, value: str | None = None) -> builtins.list[Obj]:
         def match(o: Obj) -> bool:
             labels = (o.get("metadata") or {}).get("labels") or {}
             return label in labels and (value is None or labels[label] == value)
 
         return self.list(kind, namespace, match)
 
-    def owned(self, kind: str, owner_uid: str) -> list[Obj]:
+    def owned(self, kind: str, owner_uid: str) -> builtins.list[Obj]:
         with self._lock:
             keys = sorted(self._owned.get((kind, owner_uid), ()))
             space = self._objs.get(kind, {})
             return [o for ns, name in keys if (o := space.get(ns, {}).get(name)) is not None]
 
-    def namespaces(self, kind: str) -> list[str]:
+    def namespaces(self, kind: str) -> builtins.list[str]:
         with self._lock:
             return sorted(self._objs.get(kind, {}))
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-
-def now_iso(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+from .timeutil import format_time, utc_now
 
 
 def set_condition(
@@ -21,6 +19,7 @@ def set_condition(
 ) -> list[dict[str, Any]]:
     """Return a new list with the condition upserted; lastTransitionTime moves only on a status change."""
     status_s = status if isinstance(status, str) else ("True" if status else "False")
+    stamp = format_time(now or utc_now())
     out: list[dict[str, Any]] = []
     found = False
     for cond in conditions or []:
@@ -34,7 +33,7 @@ def set_condition(
                 "type": type_,
                 "status": status_s,
                 "observedGeneration": generation,
-                "lastTransitionTime": now_iso(now) if changed else cond.get("lastTransitionTime", now_iso(now)),
+                "lastTransitionTime": stamp if changed else cond.get("lastTransitionTime", stamp),
                 "reason": reason,
                 "message": message,
             }
@@ -45,7 +44,7 @@ def set_condition(
                 "type": type_,
                 "status": status_s,
                 "observedGeneration": generation,
-                "lastTransitionTime": now_iso(now),
+                "lastTransitionTime": stamp,
                 "reason": reason,
                 "message": message,
             }

@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import Counter
+from urllib3 import HTTPHeaderDict
 
 from . import GROUP, VERSION
 from .cache import notify, store
@@ -74,12 +75,36 @@ def api_client() -> client.ApiClient:
 
 
 def impersonate(user: str, groups: list[str] | None = None) -> None:
-    """Act as another user (kubectl --as); the API server checks we may impersonate."""
-    api = api_client()
-    api.default_headers["Impersonate-User"] = user
-    # The generated client sends one header value; several groups need a list joined per RFC 7230.
-    if groups:
-        api.default_headers["Impersonate-Group"] = groups[0]
+    """Act as another user (kubectl --as / --as-group); the API server checks we may impersonate.
+
+    Each group is its own ``Impersonate-Group`` header line, as kubectl sends them: the API server
+    reads every line and does not split values on commas. The generated client keeps headers in a
+    plain dict (one value per name), so the headers are added below it, where urllib3 sends a
+    multi-valued ``HTTPHeaderDict`` as repeated lines.
+    """
+    rest = api_client().rest_client
+    rest.pool_manager = _Impersonating(rest.pool_manager, user, tuple(groups or ()))
+
+
+class _Impersonating:
+    """A urllib3 pool manager that adds the impersonation headers to every request."""
+
+    def __init__(self, pool: Any, user: str, groups: tuple[str, ...]) -> None:
+        self._pool = getattr(pool, "_pool", pool)  # impersonating twice replaces, never stacks
+        self._user = user
+        self._groups = groups
+
+    def request(self, method: str, url: str, *args: Any, headers: Any = None, **kwargs: Any) -> Any:
+        merged = HTTPHeaderDict(headers or {})
+        for name in ("Impersonate-User", "Impersonate-Group"):
+            merged.discard(name)
+        merged["Impersonate-User"] = self._user
+        for group in self._groups:
+            merged.add("Impersonate-Group", group)
+        return self._pool.request(method, url, *args, headers=merged, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
 
 
 def custom() -> client.CustomObjectsApi:
@@ -102,7 +127,7 @@ def plain(obj: Any) -> dict[str, Any]:
     """A generated-client model as the plain dict the API sent (camelCase keys)."""
     if isinstance(obj, dict):
         return obj
-    return api_client().sanitize_for_serialization(obj)  # type: ignore[no-any-return]
+    return api_client().sanitize_for_serialization(obj)
 
 
 def _observe(plural: str, obj: Any) -> dict[str, Any]:
@@ -120,7 +145,7 @@ def _observe(plural: str, obj: Any) -> dict[str, Any]:
 def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     """Read from the API (not the cache): for clients and the rare read the cache cannot answer."""
     try:
-        return custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)  # type: ignore
+        return custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
     except ApiException as exc:
         if exc.status == 404:
             return None

@@ -1,4 +1,5 @@
-"""Deterministic names and labels of the objects the operator creates (shared by all kinds)."""
+"""Deterministic names and labels of the objects the operator creates (shared by all kinds), and the
+label and annotation keys it reads. Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -40,3 +41,53 @@ def owner_reference(obj: Mapping[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+# ---- Agent children ----------------------------------------------------------------------------
+
+LABEL_AGENT = "agentops.dev/agent"
+LABEL_REVISION = "agentops.dev/revision"
+LABEL_DEPLOYMENT = "agentops.dev/deployment"
+LABEL_ROLE = "agentops.dev/role"
+LABEL_ANALYSIS_RUN = "agentops.dev/analysis-run"
+LABEL_METRIC = "agentops.dev/metric"
+CAPABILITY_LABEL_PREFIX = "capability.agentops.dev/"
+ENV_CONFIG_LABEL = "agentops.dev/config"
+ENV_CONFIG_VALUE = "environment"
+APPLIED_HASH = "agentops.dev/applied-hash"
+CLUSTER_DOMAIN = "cluster.local"
+
+
+def deployment_name(agent: str, revision: str, role: str) -> str:
+    """``a`` for the rolling strategy's one in-place Deployment (role ``rolling``), else ``a-<revision>``."""
+    return agent if role == "rolling" else f"{agent}-{revision}"
+
+
+def config_map_name(agent: str, revision: str) -> str:
+    return f"{agent}-config-{revision}"
+
+
+def controller_revision_name(agent: str, revision: str) -> str:
+    return f"{agent}-{revision}"
+
+
+def service_name(agent: str, kind: str = "") -> str:
+    return f"{agent}-{kind}" if kind else agent
+
+
+def service_dns(agent: str, namespace: str, kind: str = "") -> str:
+    return f"{service_name(agent, kind)}.{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+def analysis_job_name(agent: str, run_id: str, metric: str, index: int) -> str:
+    """Deterministic per (run, metric, measurement): a restart adopts the Job instead of re-running it."""
+    return f"{agent}-a{short_hash(run_id, metric, length=8)}-{index}"
+
+
+def pod_selector(agent: str) -> str:
+    return f"{LABEL_AGENT}={agent}"
+
+
+def child_labels(agent: str) -> dict[str, str]:
+    """Labels every child of Agent ``agent`` carries."""
+    return {**MANAGED_BY, LABEL_AGENT: agent}

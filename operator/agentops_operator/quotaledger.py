@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .conditions import get_condition, now_iso, set_condition
+from .conditions import get_condition, set_condition
 from .quotawindow import (
     Enforcement,
     Window,
@@ -26,6 +26,7 @@ from .quotawindow import (
     windows_elapsed,
     zone,
 )
+from .timeutil import format_time, parse_time
 
 LEDGER_KEYS = ("used", "reserved", "remaining", "windowStart", "resetAt", "windowSpec", "reservations", "lastReset")
 MAX_RESERVATIONS = 256  # bounded: status must stay small; beyond it reserve refuses
@@ -47,10 +48,6 @@ class QuotaView:
     @property
     def window_key(self) -> str:
         return f"{self.window.text} {self.time_zone}"
-
-
-def parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def view(obj: dict[str, Any]) -> QuotaView:
@@ -175,7 +172,8 @@ def _who(op: Op) -> str:
     return "client"
 
 
-def settle(v: QuotaView, status: dict[str, Any], now: datetime, by: str) -> tuple[dict[str, Any], dict | None]:
+def settle(v: QuotaView, status: dict[str, Any], now: datetime,
+           by: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The ledger as of `now`: window initialised, rolled over after resetAt, or reshaped after a spec change.
 
     A rollover resets `used` and keeps reservations: moves already admitted will commit into the new
@@ -193,10 +191,10 @@ def settle(v: QuotaView, status: dict[str, Any], now: datetime, by: str) -> tupl
     elif now >= reset_at:
         elapsed = max(1, windows_elapsed(v.window, v.time_zone, start, now, v.anchor))
         rolled = {
-            "at": now_iso(now),
-            "windowStart": now_iso(window.start),
-            "previousWindowStart": now_iso(start),
-            "previousResetAt": now_iso(reset_at),
+            "at": format_time(now),
+            "windowStart": format_time(window.start),
+            "previousWindowStart": format_time(start),
+            "previousResetAt": format_time(reset_at),
             "usedBefore": led["used"],
             "windowsElapsed": elapsed,
             "by": by,
@@ -211,8 +209,8 @@ def settle(v: QuotaView, status: dict[str, Any], now: datetime, by: str) -> tupl
         window = None
     # else the window or time zone changed: adopt the new window and keep what was used.
     if window is not None:
-        led["windowStart"] = now_iso(window.start)
-        led["resetAt"] = now_iso(window.end)
+        led["windowStart"] = format_time(window.start)
+        led["resetAt"] = format_time(window.end)
     led["windowSpec"] = v.window_key
     _derive(v, led)
     return led, rolled
@@ -257,7 +255,7 @@ def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime) -> Result
             granted, over = d.granted, d.over_limit
             if granted:
                 led["reservations"].append(
-                    {"holder": op.holder, "amount": op.amount, "at": now_iso(now), "reason": op.reason[:256]}
+                    {"holder": op.holder, "amount": op.amount, "at": format_time(now), "reason": op.reason[:256]}
                 )
                 message = f"reserved {op.amount} for {op.holder}"
             else:
@@ -277,7 +275,7 @@ def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime) -> Result
         last = led.get("lastReset")
         granted = bool(last and not last.get("eventRecorded") and last.get("windowStart") == op.window_start)
         if granted:
-            led["lastReset"] = {**last, "eventRecorded": True}
+            led["lastReset"] = {**(last or {}), "eventRecorded": True}
     _derive(v, led)
     message = f"{message} {_summary(v, led)}" if message else _summary(v, led)
     patch = {} if isinstance(op, Check) else _patch(status, led)

@@ -82,7 +82,7 @@ def parse_window(text: str) -> WindowSpec:
     if not isinstance(text, str):
         raise ValueError(f"invalid window {text!r}: {_ACCEPTED}")
     if text in CALENDAR_PERIODS:
-        return WindowSpec(text=text, period=text)  # type: ignore[arg-type]
+        return WindowSpec(text=text, period=text)
     match = _ROLLING_RE.fullmatch(text)
     if not text or match is None:
         raise ValueError(f"invalid window {text!r}: {_ACCEPTED}")

@@ -276,7 +276,7 @@ def agent_statistics(task_statuses: list[dict[str, Any]]) -> dict[str, AgentStat
             active[assignee] = active.get(assignee, 0) + 1
         if done_by:
             completed[done_by] = completed.get(done_by, 0) + 1
-        for who in {assignee, done_by} - {None}:
+        for who in {w for w in (assignee, done_by) if isinstance(w, str)}:
             if at and (who not in last or at > last[who]):
                 last[who] = at
     return {a: AgentStatistics(active.get(a, 0), completed.get(a, 0), last.get(a))

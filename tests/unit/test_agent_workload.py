@@ -1,4 +1,4 @@
-"""Agent manifests and the CRD ↔ planner conversions (pure)."""
+"""Agent manifests, names, the command codec and the rollout state as status (pure)."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def test_pod_template_is_restricted_and_references_secrets_without_values() -> N
 
 
 def test_user_pod_labels_cannot_steal_operator_labels() -> None:
-    t = wl.revision_template("coder", spec(podLabels={wl.LABEL_AGENT: "other"}))
-    assert t["metadata"]["labels"][wl.LABEL_AGENT] == "coder"
+    t = wl.revision_template("coder", spec(podLabels={names.LABEL_AGENT: "other"}))
+    assert t["metadata"]["labels"][names.LABEL_AGENT] == "coder"
 
 
 def test_automount_only_when_asked() -> None:
@@ -89,9 +89,9 @@ def test_deployment_names_selectors_and_config_map_per_revision() -> None:
     t = wl.revision_template("coder", spec())
     d = wl.deployment(OBJ, "rev1", t, 3, ro.Role.CANARY, 60)
     assert d["metadata"]["name"] == "coder-rev1"
-    assert d["spec"]["selector"] == {"matchLabels": {wl.LABEL_DEPLOYMENT: "coder-rev1"}}
+    assert d["spec"]["selector"] == {"matchLabels": {names.LABEL_DEPLOYMENT: "coder-rev1"}}
     labels = d["spec"]["template"]["metadata"]["labels"]
-    assert labels[wl.LABEL_REVISION] == "rev1" and labels[wl.LABEL_DEPLOYMENT] == "coder-rev1"
+    assert labels[names.LABEL_REVISION] == "rev1" and labels[names.LABEL_DEPLOYMENT] == "coder-rev1"
     assert d["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] == "coder-config-rev1"
     assert d["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert d["spec"]["progressDeadlineSeconds"] == 60
@@ -116,16 +116,16 @@ def test_config_map_and_controller_revision() -> None:
     assert cm["metadata"]["name"] == "coder-config-rev1"
     cr = wl.controller_revision(OBJ, "rev1", 4, {"spec": {}}, {"a": "b"})
     assert cr["revision"] == 4 and cr["data"] == {"template": {"spec": {}}, "config": {"a": "b"}}
-    assert cr["metadata"]["labels"][wl.LABEL_REVISION] == "rev1"
+    assert cr["metadata"]["labels"][names.LABEL_REVISION] == "rev1"
 
 
 def test_services() -> None:
     svc = wl.service(OBJ, "", None)
-    assert svc["metadata"]["name"] == "coder" and svc["spec"]["selector"] == {wl.LABEL_AGENT: "coder"}
+    assert svc["metadata"]["name"] == "coder" and svc["spec"]["selector"] == {names.LABEL_AGENT: "coder"}
     preview = wl.service(OBJ, "preview", "r2")
     assert preview["metadata"]["name"] == "coder-preview"
-    assert preview["spec"]["selector"] == {wl.LABEL_AGENT: "coder", wl.LABEL_REVISION: "r2"}
-    assert wl.service_dns("coder", "team-a", "canary") == "coder-canary.team-a.svc.cluster.local"
+    assert preview["spec"]["selector"] == {names.LABEL_AGENT: "coder", names.LABEL_REVISION: "r2"}
+    assert names.service_dns("coder", "team-a", "canary") == "coder-canary.team-a.svc.cluster.local"
 
 
 def test_applied_hash_skips_unchanged_and_catches_manual_scaling() -> None:
@@ -144,7 +144,7 @@ def test_applied_hash_skips_unchanged_and_catches_manual_scaling() -> None:
 
 
 def test_agent_labels_add_capabilities_and_remove_stale_ones() -> None:
-    current = {"capability.agentops.dev/java": "true", "team": "a", wl.LABEL_ROLE: "developer"}
+    current = {"capability.agentops.dev/java": "true", "team": "a", names.LABEL_ROLE: "developer"}
     patch = wl.agent_labels(spec(capabilities=["python"]), current)
     assert patch == {"capability.agentops.dev/python": "true", "capability.agentops.dev/java": None}
     done = {**current, "capability.agentops.dev/python": "true"}
@@ -204,32 +204,46 @@ def test_model_rejects_ambiguous_steps_via_cel_rule_text() -> None:
 
 def test_commands_round_trip_and_acknowledgement() -> None:
     ann = {
-        "agentops.dev/promote": wl.encode_command("n1", full=True),
-        "agentops.dev/undo": wl.encode_command("n2", to_revision=3),
+        "agentops.dev/promote": ro.encode_command("n1", full=True),
+        "agentops.dev/undo": ro.encode_command("n2", to_revision=3),
         "agentops.dev/abort": "plain-id",
         "unrelated": "x",
     }
-    cmds = wl.pending_commands(ann, [])
+    cmds = ro.pending_commands(ann, [])
     assert ro.Command(ro.Verb.PROMOTE, "n1", full=True) in cmds
     assert ro.Command(ro.Verb.UNDO, "n2", to_revision=3) in cmds
     assert ro.Command(ro.Verb.ABORT, "plain-id") in cmds
-    acks = wl.merge_acks([], [ro.CommandAck(ro.Verb.PROMOTE, "n1", True, "ok")], T0)
-    assert acks == [{"verb": "promote", "id": "n1", "applied": True, "message": "ok", "at": wl.ts(T0)}]
-    left = wl.pending_commands(ann, acks)
+    acks = ro.merge_acks([], [ro.CommandAck(verb=ro.Verb.PROMOTE, id="n1", applied=True, message="ok", at=T0)])
+    wire = ro.RolloutState(acknowledged_commands=acks).status()["acknowledgedCommands"]
+    assert wire == [{"verb": "promote", "id": "n1", "applied": True, "message": "ok", "at": "2025-03-01T12:00:00Z"}]
+    acks = ro.RolloutState.model_validate({"acknowledgedCommands": wire}).acknowledged_commands
+    left = ro.pending_commands(ann, acks)
     assert {c.verb for c in left} == {ro.Verb.UNDO, ro.Verb.ABORT}
     # A new id for the same verb is a new command.
-    ann["agentops.dev/promote"] = wl.encode_command("n3")
-    assert ro.Command(ro.Verb.PROMOTE, "n3") in wl.pending_commands(ann, acks)
+    ann["agentops.dev/promote"] = ro.encode_command("n3")
+    assert ro.Command(ro.Verb.PROMOTE, "n3") in ro.pending_commands(ann, acks)
 
 
 def test_broken_command_json_is_a_plain_id() -> None:
-    assert wl.parse_command(ro.Verb.PROMOTE, "{not json") == ro.Command(ro.Verb.PROMOTE, "{not json")
+    assert ro.parse_command(ro.Verb.PROMOTE, "{not json") == ro.Command(ro.Verb.PROMOTE, "{not json")
 
 
 # ---- status round trip -----------------------------------------------------------------------
 
 times = st.one_of(st.none(), st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1))
                   .map(lambda d: d.replace(tzinfo=UTC)))
+
+
+def _state(step: int, attempt: int, t1: datetime | None, t2: datetime | None, rejected: str | None,
+           passed: list[str]) -> ro.RolloutState:
+    run = ro.AnalysisRunState(run_id="r/step-1/0", started_at=T0).with_measurement(
+        "m", ro.Measurement(ro.MeasurementPhase.FAILED, T0 + timedelta(seconds=3), "0.4", "low"))
+    last = run.model_copy(update={"phase": ro.AnalysisPhase.FAILED, "message": "bad"})
+    ack = ro.CommandAck(verb=ro.Verb.ABORT, id="a1", applied=True, message="aborted", at=T0)
+    return ro.RolloutState(stable_revision="s", analysis=run, last_analysis=last,
+                           acknowledged_commands=(ack,)).evolve(
+        current_revision="c", step_index=step, step_started_at=t1, attempt=attempt, rejected_revision=rejected,
+        reason="AnalysisFailed" if rejected else None, message="m", switched_at=t2, passed=tuple(passed))
 
 
 @given(
@@ -240,27 +254,48 @@ times = st.one_of(st.none(), st.datetimes(min_value=datetime(2020, 1, 1), max_va
 def test_rollout_state_survives_status_round_trip(step: int, attempt: int, t1: datetime | None,
                                                   t2: datetime | None, rejected: str | None,
                                                   passed: list[str]) -> None:
-    run = ro.AnalysisRunState("r/step-1/0", T0).with_measurement(
-        "m", ro.Measurement(ro.MeasurementPhase.FAILED, T0 + timedelta(seconds=3), "0.4", "low"))
-    state = ro.RolloutState(
-        stable_revision="s", current_revision="c", step_index=step, step_started_at=t1, attempt=attempt,
-        rejected_revision=rejected, reason="AnalysisFailed" if rejected else None, message="m",
-        switched_at=t2, passed=tuple(passed), analysis=run, last_analysis=run,
-        last_analysis_phase=ro.AnalysisPhase.FAILED, last_analysis_message="bad",
-    )
-    status = {
-        "stableRevision": state.stable_revision,
-        "rollout": wl.bookkeeping(state),
-        "analysis": wl.run_to_status(run, None, "Running", ""),
-        "lastAnalysis": wl.run_to_status(run, None, "Failed", "bad"),
-    }
-    status = json.loads(json.dumps(status))  # what the API server hands back
-    assert wl.state_from_status(status) == state
+    state = _state(step, attempt, t1, t2, rejected, passed)
+    status = json.loads(json.dumps(state.status()))  # what the API server hands back
+    assert ro.RolloutState.model_validate(status) == state
 
 
-def test_bookkeeping_has_explicit_nulls_for_merge_patch() -> None:
-    b = wl.bookkeeping(ro.RolloutState())
-    assert "rejectedRevision" in b and b["rejectedRevision"] is None
+def test_evolve_routes_fields_and_refuses_a_misspelt_one() -> None:
+    state = ro.RolloutState().evolve(stable_revision="s", step_index=2)
+    assert state.stable_revision == "s" and state.rollout.step_index == 2
+    with pytest.raises(TypeError, match="step_indx"):
+        state.evolve(step_indx=3)
+
+
+def test_status_has_explicit_nulls_for_merge_patch() -> None:
+    b = ro.RolloutState().status()
+    assert "rejectedRevision" in b["rollout"] and b["rollout"]["rejectedRevision"] is None
+    assert "analysis" in b and b["analysis"] is None
+
+
+def _unknown_keys(value: object, schema: dict, path: str = "status") -> list[str]:
+    """Keys the API server would prune silently: not in the structural schema."""
+    out: list[str] = []
+    if isinstance(value, dict) and "properties" in schema:
+        for key, v in value.items():
+            if key not in schema["properties"]:
+                out.append(f"{path}.{key}")
+            else:
+                out += _unknown_keys(v, schema["properties"][key], f"{path}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            out += _unknown_keys(v, schema["items"], f"{path}[{i}]")
+    return out
+
+
+def test_rollout_status_writes_only_fields_the_crd_knows() -> None:
+    from agentops_operator import crdgen
+    from agentops_operator.models import agent
+
+    schema = crdgen.render(agent.CRD)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    state = _state(3, 1, T0, T0, "new", ["new/pre/0"])
+    assert _unknown_keys(state.status(), schema) == []
+    # The check bites: a misspelt key is reported.
+    assert _unknown_keys({"rollout": {"stepIndx": 1}}, schema) == ["status.rollout.stepIndx"]
 
 
 # ---- observations and queue ------------------------------------------------------------------
@@ -268,7 +303,7 @@ def test_bookkeeping_has_explicit_nulls_for_merge_patch() -> None:
 
 def _dep(name: str, rev: str, replicas: int, avail: int) -> dict:
     return {"metadata": {"name": name, "generation": 2},
-            "spec": {"replicas": replicas, "template": {"metadata": {"labels": {wl.LABEL_REVISION: rev}}}},
+            "spec": {"replicas": replicas, "template": {"metadata": {"labels": {names.LABEL_REVISION: rev}}}},
             "status": {"observedGeneration": 2, "replicas": replicas, "updatedReplicas": replicas,
                        "readyReplicas": avail, "availableReplicas": avail}}
 

@@ -1,8 +1,9 @@
 """Pure rollout planning: replica maths, revisions, config merge, analysis and the three planners.
 
 The ``Sim`` below plays the Deployment controller (planned replicas become available, or not, in
-one tick) and the analysis providers (a function decides each measurement), and feeds the plan
-back in the way the kopf handler does: plan → measure what is due → plan again → apply.
+one tick) and the analysis providers (a function decides each measurement), and runs the package's
+own reconcile step (``rollout.step``: plan → apply → measure what is due → plan again → apply), the
+one the kopf handler runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agentops_operator.conditions import set_condition
 from agentops_operator.rollout import (
     REVISION_HASH_LENGTH,
     AnalysisPhase,
@@ -28,20 +30,19 @@ from agentops_operator.rollout import (
     BlueGreenSpec,
     CanarySpec,
     Command,
-    ConditionSpec,
     DeploymentObservation,
     Measurement,
     MeasurementPhase,
     MetricSpec,
     MetricState,
     PauseStep,
-    Phase,
     Plan,
     PlanInputs,
     Reason,
     RevisionRecord,
     Role,
     RollingSpec,
+    RolloutPhase,
     RolloutState,
     SetWeightStep,
     Step,
@@ -52,7 +53,6 @@ from agentops_operator.rollout import (
     canary_replicas,
     config_provenance,
     effective_weight,
-    merge_conditions,
     merge_config,
     metric_verdict,
     plan,
@@ -63,6 +63,7 @@ from agentops_operator.rollout import (
     revision_hash,
     revisions_to_prune,
     split_replicas,
+    step,
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -301,7 +302,7 @@ def test_config_provenance_names_the_winning_layer() -> None:
 
 
 def _state(*phases: MeasurementPhase, start: datetime = T0, step: float = 5) -> MetricState:
-    s = MetricState("m")
+    s = MetricState(name="m")
     for i, p in enumerate(phases):
         s = record_measurement(s, Measurement(p, start + timedelta(seconds=step * i)))
     return s
@@ -333,13 +334,13 @@ def test_metric_inconclusive_and_errors() -> None:
 
 def test_metric_due_times() -> None:
     spec = MetricSpec("m", count=3, interval_seconds=7, initial_delay_seconds=2)
-    assert metric_verdict(spec, MetricState("m"), T0).next_due == T0 + timedelta(seconds=2)
+    assert metric_verdict(spec, MetricState(name="m"), T0).next_due == T0 + timedelta(seconds=2)
     after_one = _state(OK, start=T0 + timedelta(seconds=2))
     assert metric_verdict(spec, after_one, T0).next_due == T0 + timedelta(seconds=9)
 
 
 def test_measurements_are_bounded_but_counts_exact() -> None:
-    s = MetricState("m")
+    s = MetricState(name="m")
     for i in range(50):
         s = record_measurement(s, Measurement(OK if i % 2 else BAD, T0 + timedelta(seconds=i)), keep=4)
     assert len(s.measurements) == 4
@@ -349,7 +350,7 @@ def test_measurements_are_bounded_but_counts_exact() -> None:
 
 def test_aggregate_analysis_combines_metrics() -> None:
     spec = AnalysisSpec((MetricSpec("a", count=1), MetricSpec("b", count=2, interval_seconds=10)))
-    run = AnalysisRunState("r", T0)
+    run = AnalysisRunState(run_id="r", started_at=T0)
     v = aggregate_analysis(spec, run, T0)
     assert v.phase is AnalysisPhase.RUNNING and set(v.due) == {"a", "b"}
     run = run.with_measurement("a", Measurement(OK, T0)).with_measurement("b", Measurement(OK, T0))
@@ -405,7 +406,7 @@ class Sim:
 
     def __post_init__(self) -> None:
         if self.stable:
-            self.state = RolloutState(stable_revision=self.stable, current_revision=self.stable)
+            self.state = RolloutState(stable_revision=self.stable).evolve(current_revision=self.stable)
             n = self.replicas
             self.obs = {self.stable: DeploymentObservation(self.stable, n, n, n, n, n)}
 
@@ -414,28 +415,26 @@ class Sim:
                           tuple(self.commands), self.history)
 
     def tick(self, dt: float = 1.0) -> Plan:
-        """One reconcile as the handler does it: plan → apply → measure what is due → plan → apply."""
-        p = self._plan_and_apply()
-        if p.measure:
-            run = p.state.analysis
-            assert run is not None
-            for metric in p.measure:
-                run = run.with_measurement(metric, Measurement(self.analyse(run.run_id, metric), self.now))
-                self.measured_runs.append(run.run_id)
-            self.state = replace(p.state, analysis=run)
-            p = self._plan_and_apply()
+        """One reconcile, as the handler runs it: ``rollout.step`` with this simulator's apply and measure."""
+        result = step(self.inputs(), apply=self._apply_plan, measure=self.measure, clock=lambda: self.now)
+        self.state = result.plan.state
         self.now += timedelta(seconds=dt)
-        return p
+        return result.plan
 
-    def _plan_and_apply(self) -> Plan:
-        p = plan(self.inputs())
-        self.state = p.state
-        self.commands = [c for c in self.commands if c.nonce not in {a.nonce for a in p.acks}]
-        self.acked += [a.nonce for a in p.acks]
+    def measure(self, p: Plan) -> AnalysisRunState:
+        run = p.state.analysis
+        assert run is not None
+        for metric in p.measure:
+            run = run.with_measurement(metric, Measurement(self.analyse(run.run_id, metric), self.now))
+            self.measured_runs.append(run.run_id)
+        return run
+
+    def _apply_plan(self, p: Plan) -> None:
+        self.commands = [c for c in self.commands if c.nonce not in {a.id for a in p.acks}]
+        self.acked += [a.id for a in p.acks]
         self.events += [e.reason for e in p.events]
         self.apply(p)
         self.plans.append(p)
-        return p
 
     def apply(self, p: Plan) -> None:
         """The Deployment controller: planned pods of a healthy revision are available next tick."""
@@ -466,11 +465,11 @@ class Sim:
 
 
 def healthy_on(rev: str) -> Callable[[Plan], bool]:
-    return lambda p: p.phase is Phase.HEALTHY and p.state.stable_revision == rev and p.desired_revision == rev
+    return lambda p: p.phase is RolloutPhase.HEALTHY and p.state.stable_revision == rev and p.desired_revision == rev
 
 
 def degraded(p: Plan) -> bool:
-    return p.phase is Phase.DEGRADED
+    return p.phase is RolloutPhase.DEGRADED
 
 
 def analysis(name: str = "m", count: int = 1, interval: float = 2, failure_limit: int = 0) -> AnalysisSpec:
@@ -517,14 +516,14 @@ def test_canary_weight_steps_shift_replicas_without_losing_capacity() -> None:
     p = sim.tick()
     assert reps(p) == {"old": 4, "new": 1}  # canary not available yet: stable keeps all 4
     p = sim.tick()
-    assert p.phase is Phase.PAUSED and reps(p) == {"old": 3, "new": 1}
+    assert p.phase is RolloutPhase.PAUSED and reps(p) == {"old": 3, "new": 1}
 
 
 def test_pause_with_duration_resumes_after_it_elapses() -> None:
     sim = Sim(canary(SetWeightStep(50), PauseStep(10), SetWeightStep(100)))
     sim.run(lambda p: p.current_step == "pause 10s")
     entered = sim.now - timedelta(seconds=1)
-    p = sim.run(lambda p: p.phase is not Phase.PAUSED)
+    p = sim.run(lambda p: p.phase is not RolloutPhase.PAUSED)
     assert (sim.now - timedelta(seconds=1)) - entered >= timedelta(seconds=10)
     assert p.current_step != "pause 10s"
     paused_plans = [q for q in sim.plans if q.current_step == "pause 10s"]
@@ -534,13 +533,13 @@ def test_pause_with_duration_resumes_after_it_elapses() -> None:
 
 def test_pause_without_duration_waits_for_promote() -> None:
     sim = Sim(canary(SetWeightStep(50), PauseStep(), SetWeightStep(75)))
-    sim.run(lambda p: p.phase is Phase.PAUSED)
+    sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     for _ in range(100):
         p = sim.tick(dt=60)
-        assert p.phase is Phase.PAUSED and p.canary_weight == 50 and p.requeue_after is None
+        assert p.phase is RolloutPhase.PAUSED and p.canary_weight == 50 and p.requeue_after is None
     sim.command(Verb.PROMOTE, "n1")
     p = sim.tick()
-    assert p.acks and p.acks[0].applied and p.acks[0].nonce == "n1"
+    assert p.acks and p.acks[0].applied and p.acks[0].id == "n1"
     assert p.canary_weight == 75
     sim.run(healthy_on("new"))
 
@@ -548,7 +547,7 @@ def test_pause_without_duration_waits_for_promote() -> None:
 def test_promote_full_skips_remaining_steps() -> None:
     steps = (SetWeightStep(10), PauseStep(), AnalysisStep(analysis()), SetWeightStep(50), PauseStep())
     sim = Sim(canary(*steps), replicas=10, analyse=lambda r, m: BAD)  # the analysis would fail
-    sim.run(lambda p: p.phase is Phase.PAUSED)
+    sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     sim.command(Verb.PROMOTE, "full-1", full=True)
     p = sim.tick()
     assert p.acks[0].applied and p.canary_weight == 100 and p.deployment("new").replicas == 10
@@ -561,7 +560,7 @@ def test_failed_analysis_aborts_canary_scales_to_zero_and_degrades() -> None:
               analyse=lambda run, metric: BAD)
     p = sim.run(degraded)
     assert reps(p) == {"old": 4, "new": 0}
-    assert p.state.stable_revision == "old" and p.state.rejected_revision == "new"
+    assert p.state.stable_revision == "old" and p.state.rollout.rejected_revision == "new"
     assert p.reason == Reason.ANALYSIS_FAILED.value
     rolled = next(c for c in p.conditions if c.type == "RolledBack")
     assert rolled.status and rolled.reason == Reason.ANALYSIS_FAILED.value and "new" in rolled.message
@@ -570,7 +569,7 @@ def test_failed_analysis_aborts_canary_scales_to_zero_and_degrades() -> None:
     # And it stays that way: no automatic re-rollout of the same revision.
     for _ in range(20):
         p = sim.tick(dt=30)
-        assert p.phase is Phase.DEGRADED and reps(p) == {"old": 4, "new": 0}
+        assert p.phase is RolloutPhase.DEGRADED and reps(p) == {"old": 4, "new": 0}
 
 
 def test_stable_untouched_during_failed_canary() -> None:
@@ -582,11 +581,11 @@ def test_stable_untouched_during_failed_canary() -> None:
 
 def test_abort_scales_canary_to_zero() -> None:
     sim = Sim(canary(SetWeightStep(50), PauseStep()))
-    sim.run(lambda p: p.phase is Phase.PAUSED)
+    sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     sim.command(Verb.ABORT, "a1")
     p = sim.tick()
     assert p.acks[0].applied
-    assert p.phase is Phase.DEGRADED and p.reason == Reason.ABORTED_BY_USER.value
+    assert p.phase is RolloutPhase.DEGRADED and p.reason == Reason.ABORTED_BY_USER.value
     assert reps(p) == {"old": 4, "new": 0}
 
 
@@ -606,7 +605,7 @@ def test_retry_after_abort_restarts_from_first_step() -> None:
     sim.run(degraded)
     sim.command(Verb.RETRY, "r1")
     p = sim.tick()
-    assert p.acks[0].applied and p.phase is Phase.PROGRESSING and p.step_index == 0
+    assert p.acks[0].applied and p.phase is RolloutPhase.PROGRESSING and p.step_index == 0
     sim.run(healthy_on("new"))
     assert len(set(sim.measured_runs)) == 2  # a new analysis run, not the failed one again
 
@@ -622,7 +621,7 @@ def test_new_spec_after_rollback_rolls_out_without_retry() -> None:
 
 def test_new_desired_revision_mid_rollout_restarts_and_drops_old_canary() -> None:
     sim = Sim(canary(SetWeightStep(50), PauseStep()))
-    sim.run(lambda p: p.phase is Phase.PAUSED)
+    sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     sim.desired = "newer"
     p = sim.tick()
     assert set(reps(p)) == {"old", "newer"} and p.step_index == 0
@@ -634,17 +633,17 @@ def test_promote_when_nothing_to_promote_is_acknowledged_not_applied() -> None:
     sim.command(Verb.RETRY, "r1")
     sim.command(Verb.ABORT, "a1")
     p = sim.tick()
-    assert {a.nonce: a.applied for a in p.acks} == {"p1": False, "r1": False, "a1": False}
-    assert p.phase is Phase.HEALTHY and sim.commands == []
+    assert {a.id: a.applied for a in p.acks} == {"p1": False, "r1": False, "a1": False}
+    assert p.phase is RolloutPhase.HEALTHY and sim.commands == []
 
 
 def test_inconclusive_analysis_pauses_for_a_human() -> None:
     sim = Sim(canary(SetWeightStep(50), AnalysisStep(analysis()), SetWeightStep(100)), analyse=lambda r, m: MEH)
-    p = sim.run(lambda p: p.phase is Phase.PAUSED)
+    p = sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     assert p.reason == Reason.ANALYSIS_INCONCLUSIVE.value
     assert next(c for c in p.conditions if c.type == "Paused").reason == Reason.ANALYSIS_INCONCLUSIVE.value
     for _ in range(5):
-        assert sim.tick(dt=60).phase is Phase.PAUSED
+        assert sim.tick(dt=60).phase is RolloutPhase.PAUSED
     assert sim.events.count(Reason.ANALYSIS_INCONCLUSIVE.value) == 1  # one Event, not one per reconcile
     sim.command(Verb.PROMOTE, "p1")
     sim.run(healthy_on("new"))
@@ -653,7 +652,7 @@ def test_inconclusive_analysis_pauses_for_a_human() -> None:
 def test_inconclusive_then_retry_reruns_the_analysis() -> None:
     results = iter([MEH, OK])
     sim = Sim(canary(SetWeightStep(50), AnalysisStep(analysis())), analyse=lambda r, m: next(results))
-    sim.run(lambda p: p.phase is Phase.PAUSED)
+    sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     sim.command(Verb.RETRY, "r1")
     sim.run(healthy_on("new"))
     assert len(set(sim.measured_runs)) == 2
@@ -663,7 +662,7 @@ def test_analysis_with_interval_takes_count_measurements() -> None:
     sim = Sim(canary(SetWeightStep(50), AnalysisStep(analysis(count=3, interval=10))))
     sim.run(healthy_on("new"))
     assert len(sim.measured_runs) == 3
-    assert sim.plans[-1].state.last_analysis_phase is AnalysisPhase.SUCCESSFUL
+    assert (last := sim.plans[-1].state.last_analysis) is not None and last.phase is AnalysisPhase.SUCCESSFUL
 
 
 def test_undo_to_previous_revision_after_completed_rollout() -> None:
@@ -673,7 +672,7 @@ def test_undo_to_previous_revision_after_completed_rollout() -> None:
     sim.command(Verb.UNDO, "u1")
     p = sim.tick()
     assert p.acks[0].applied and p.current_step == "undo"
-    p = sim.run(lambda p: p.phase is Phase.HEALTHY)
+    p = sim.run(lambda p: p.phase is RolloutPhase.HEALTHY)
     assert p.state.stable_revision == "old" and reps(p) == {"old": 4, "new": 0}
     assert p.desired_revision == "new"  # spec untouched: drift shown
     rb = next(c for c in p.conditions if c.type == "RolledBack")
@@ -689,7 +688,7 @@ def test_undo_to_unknown_revision_is_refused() -> None:
 
 def test_undo_during_rollout_goes_back_to_stable() -> None:
     sim = Sim(canary(SetWeightStep(50), PauseStep()), history=(RevisionRecord(1, "old"), RevisionRecord(2, "new")))
-    sim.run(lambda p: p.phase is Phase.PAUSED)
+    sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     sim.command(Verb.UNDO, "u1", to_revision=1)
     p = sim.tick()
     assert p.acks[0].applied and reps(p) == {"old": 4, "new": 0}
@@ -710,12 +709,12 @@ def test_scale_to_zero_and_back() -> None:
     sim = Sim(canary(SetWeightStep(50)), desired="old")
     sim.replicas = 0
     p = sim.tick()
-    assert reps(p) == {"old": 0} and p.phase is Phase.PROGRESSING  # the Deployment has not caught up yet
-    assert sim.tick().phase is Phase.HEALTHY
+    assert reps(p) == {"old": 0} and p.phase is RolloutPhase.PROGRESSING  # the Deployment has not caught up yet
+    assert sim.tick().phase is RolloutPhase.HEALTHY
     sim.replicas = 3
     p = sim.tick()
-    assert reps(p) == {"old": 3} and p.phase is Phase.PROGRESSING
-    assert sim.tick().phase is Phase.HEALTHY
+    assert reps(p) == {"old": 3} and p.phase is RolloutPhase.PROGRESSING
+    assert sim.tick().phase is RolloutPhase.HEALTHY
 
 
 # ---------------------------------------------------------------------------------------------
@@ -739,7 +738,7 @@ def test_blue_green_happy_path_switches_then_scales_down_after_delay() -> None:
 
 def test_blue_green_preview_replica_count_then_full_before_switch() -> None:
     sim = Sim(blue_green(preview_replica_count=1, auto_promotion_enabled=False))
-    p = sim.run(lambda p: p.phase is Phase.PAUSED)
+    p = sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     assert reps(p) == {"old": 4, "new": 1} and p.active_revision == "old"
     sim.command(Verb.PROMOTE, "p")
     p = sim.tick()
@@ -782,7 +781,7 @@ def test_blue_green_preview_never_ready_rolls_back() -> None:
 
 def test_blue_green_manual_promotion() -> None:
     sim = Sim(blue_green(auto_promotion_enabled=False))
-    p = sim.run(lambda p: p.phase is Phase.PAUSED)
+    p = sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     assert p.reason == Reason.AWAITING_PROMOTION.value
     for _ in range(10):
         assert sim.tick(dt=100).active_revision == "old"
@@ -810,7 +809,7 @@ def test_rolling_progress_deadline_rolls_back_to_stable_template() -> None:
     assert reps(p) == {"old": 4}  # the one Deployment goes back to the stable template
     assert "RolledBack" in sim.events
     p = sim.tick()
-    assert p.phase is Phase.DEGRADED and next(c for c in p.conditions if c.type == "Ready").status
+    assert p.phase is RolloutPhase.DEGRADED and next(c for c in p.conditions if c.type == "Ready").status
 
 
 def test_rolling_failed_post_update_analysis_rolls_back() -> None:
@@ -827,7 +826,7 @@ def test_rolling_undo_to_revision() -> None:
     p = sim.tick()
     assert reps(p) == {"v1": 4}
     p = sim.run(lambda p: p.state.stable_revision == "v1")
-    assert p.phase is Phase.HEALTHY
+    assert p.phase is RolloutPhase.HEALTHY
 
 
 # ---------------------------------------------------------------------------------------------
@@ -842,7 +841,7 @@ step_strategy = st.one_of(
 
 
 def _auto_promote(sim: Sim, p: Plan) -> None:
-    if p.phase is Phase.PAUSED and not sim.commands and p.reason in (
+    if p.phase is RolloutPhase.PAUSED and not sim.commands and p.reason in (
         Reason.AWAITING_PROMOTION.value, Reason.ANALYSIS_INCONCLUSIVE.value
     ):
         sim.command(Verb.PROMOTE, f"p{len(sim.plans)}")
@@ -854,7 +853,7 @@ def _check_invariants(sim: Sim, p: Plan) -> None:
         assert d.replicas <= sim.replicas
     live = [d for d in p.deployments if d.role is not Role.RETIRED or d.replicas]
     assert sum(d.replicas for d in live) <= 2 * sim.replicas + 1
-    if p.phase is not Phase.DEGRADED and sim.stable and p.state.stable_revision == sim.stable:
+    if p.phase is not RolloutPhase.DEGRADED and sim.stable and p.state.stable_revision == sim.stable:
         # The stable revision plus available canaries always cover the total.
         stable = p.deployment(sim.stable)
         assert stable is not None
@@ -872,7 +871,7 @@ def test_any_canary_with_healthy_pods_and_passing_analysis_ends_promoted(steps: 
         _check_invariants(sim, p)
         if healthy_on("new")(p):
             break
-        assert p.phase is not Phase.DEGRADED
+        assert p.phase is not RolloutPhase.DEGRADED
         _auto_promote(sim, p)
     else:
         raise AssertionError("rollout never completed")
@@ -906,14 +905,14 @@ def test_any_failing_canary_ends_degraded_with_stable_at_full(
     for _ in range(400):
         p = sim.tick(dt=2)
         _check_invariants(sim, p)
-        if p.phase is Phase.DEGRADED:
+        if p.phase is RolloutPhase.DEGRADED:
             break
         assert p.state.stable_revision == "old"
         _auto_promote(sim, p) if p.reason != Reason.ANALYSIS_INCONCLUSIVE.value else None
     else:
         raise AssertionError("never degraded")
     assert reps(p) == {"old": total, "new": 0}
-    assert p.reason == Reason.ANALYSIS_FAILED.value and p.state.rejected_revision == "new"
+    assert p.reason == Reason.ANALYSIS_FAILED.value and p.state.rollout.rejected_revision == "new"
 
 
 @settings(max_examples=80, deadline=None)
@@ -975,24 +974,25 @@ def test_negative_replicas_rejected() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_merge_conditions_keeps_transition_time_until_status_flips() -> None:
-    first = merge_conditions([], [ConditionSpec("Healthy", False, "NewRevision")], T0, 1)
-    assert first[0]["lastTransitionTime"] == T0.isoformat() and first[0]["observedGeneration"] == 1
+def test_conditions_keep_transition_time_until_status_flips() -> None:
+    # The handler writes each plan condition with conditions.set_condition.
+    first = set_condition([], "Healthy", False, "NewRevision", "", 1, T0)
+    assert first[0]["lastTransitionTime"] == "2025-03-01T12:00:00Z" and first[0]["observedGeneration"] == 1
     later = T0 + timedelta(minutes=5)
-    same = merge_conditions(first, [ConditionSpec("Healthy", False, "Scaling", "msg")], later, 2)
-    assert same[0]["lastTransitionTime"] == T0.isoformat() and same[0]["reason"] == "Scaling"
-    flipped = merge_conditions(same, [ConditionSpec("Healthy", True, "RolloutCompleted")], later, 2)
-    assert flipped[0]["lastTransitionTime"] == later.isoformat() and flipped[0]["status"] == "True"
+    same = set_condition(first, "Healthy", False, "Scaling", "msg", 2, later)
+    assert same[0]["lastTransitionTime"] == "2025-03-01T12:00:00Z" and same[0]["reason"] == "Scaling"
+    flipped = set_condition(same, "Healthy", True, "RolloutCompleted", "", 2, later)
+    assert flipped[0]["lastTransitionTime"] == "2025-03-01T12:05:00Z" and flipped[0]["status"] == "True"
 
 
 def test_inconclusive_event_once_per_run_and_again_after_retry() -> None:
     sim = Sim(canary(SetWeightStep(50), AnalysisStep(analysis()), SetWeightStep(100)), analyse=lambda r, m: MEH)
-    sim.run(lambda p: p.phase is Phase.PAUSED)
+    sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     for _ in range(3):
         sim.tick(dt=30)
     assert sim.events.count(Reason.ANALYSIS_INCONCLUSIVE.value) == 1
     sim.command(Verb.RETRY, "r1")
-    sim.run(lambda p: p.phase is Phase.PAUSED and p.state.attempt == 1)
+    sim.run(lambda p: p.phase is RolloutPhase.PAUSED and p.state.rollout.attempt == 1)
     sim.tick(dt=30)
     assert sim.events.count(Reason.ANALYSIS_INCONCLUSIVE.value) == 2
 
@@ -1000,6 +1000,6 @@ def test_inconclusive_event_once_per_run_and_again_after_retry() -> None:
 def test_status_message_does_not_change_while_waiting_on_a_timed_pause() -> None:
     # A countdown in the message would rewrite status on every reconcile.
     sim = Sim(canary(SetWeightStep(50), PauseStep(60)))
-    sim.run(lambda p: p.phase is Phase.PAUSED)
+    sim.run(lambda p: p.phase is RolloutPhase.PAUSED)
     messages = {sim.tick(dt=5).message for _ in range(5)}
     assert len(messages) == 1 and "12:01:" in messages.pop()

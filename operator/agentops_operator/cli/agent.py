@@ -45,7 +45,6 @@ def register(sub: Any) -> None:
 def _verb(args: argparse.Namespace) -> int:
     from kubernetes.client.rest import ApiException
 
-    from .. import agent_workload as wl
     from .. import kube
     from .. import rollout as ro
     from .common import api_error, fail, namespace
@@ -53,12 +52,12 @@ def _verb(args: argparse.Namespace) -> int:
     ns = namespace(args)
     verb = ro.Verb(args.command)
     nonce = f"{int(time.time() * 1000)}-{secrets.token_hex(3)}"
-    value = wl.encode_command(nonce, full=bool(getattr(args, "full", False)),
+    value = ro.encode_command(nonce, full=bool(getattr(args, "full", False)),
                               to_revision=getattr(args, "to_revision", None))
     try:
         kube.custom().patch_namespaced_custom_object(
             GROUP, VERSION, ns, "agents", args.name,
-            {"metadata": {"annotations": {wl.command_annotation(verb): value}}},
+            {"metadata": {"annotations": {ro.command_annotation(verb): value}}},
         )
     except ApiException as exc:
         if exc.status == 404:
@@ -137,15 +136,14 @@ def _status(args: argparse.Namespace) -> int:
 def _history(ns: str, name: str, uid: str) -> list[dict[str, Any]]:
     from kubernetes.client.rest import ApiException
 
-    from .. import agent_workload as wl
-    from .. import kube
+    from .. import kube, names
 
     try:
-        res = kube.apps().list_namespaced_controller_revision(ns, label_selector=wl.pod_selector(name))
+        res = kube.apps().list_namespaced_controller_revision(ns, label_selector=names.pod_selector(name))
     except ApiException:
         return []  # may be forbidden for a viewer; status still prints
     out = []
     for cr in res.items:
         if any(r.uid == uid for r in cr.metadata.owner_references or []):
-            out.append({"number": int(cr.revision), "revision": (cr.metadata.labels or {}).get(wl.LABEL_REVISION)})
+            out.append({"number": int(cr.revision), "revision": (cr.metadata.labels or {}).get(names.LABEL_REVISION)})
     return sorted(out, key=lambda h: h["number"])

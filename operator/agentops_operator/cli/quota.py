@@ -16,6 +16,7 @@ from .. import API_VERSION, GROUP, VERSION, kube, quota_client
 from ..conditions import get_condition
 from ..quota_client import Grant
 from ..quotawindow import parse_window
+from ..timeutil import format_time
 from .common import api_error, fail, namespace
 
 PLURAL = "quotas"
@@ -88,7 +89,7 @@ def _grant_json(g: Grant) -> dict[str, Any]:
         "reserved": g.reserved,
         "limit": g.limit,
         "remaining": g.remaining,
-        "resetAt": g.reset_at.isoformat().replace("+00:00", "Z") if g.reset_at else None,
+        "resetAt": format_time(g.reset_at) if g.reset_at else None,
         "message": g.message,
         "conflicts": g.conflicts,
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +18,7 @@ from pydantic import ValidationError
 
 from .. import agent_workload as wl
 from .. import analysis as an
-from .. import kube
+from .. import kube, names
 from .. import rollout as ro
 from .. import settings as settings_mod
 from ..cache import store
@@ -90,7 +89,7 @@ def global_config() -> dict[str, str]:
 
 def environment_config(ns: str) -> dict[str, str]:
     """ConfigMaps labelled agentops.dev/config=environment in the Agent's namespace, by name order."""
-    cms = store.labelled("configmaps", ns, wl.ENV_CONFIG_LABEL, wl.ENV_CONFIG_VALUE)
+    cms = store.labelled("configmaps", ns, names.ENV_CONFIG_LABEL, names.ENV_CONFIG_VALUE)
     return ro.merge_config(*(dict(cm.get("data") or {}) for cm in sorted(cms, key=lambda c: c["metadata"]["name"])))
 
 
@@ -125,29 +124,19 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     history = ctx.ensure_revision(desired, template, merged)
     strategy = wl.strategy_spec(spec.strategy)
     total, queue = _total_replicas(obj, spec)
-    commands = wl.pending_commands(meta.get("annotations"), status.get("acknowledgedCommands") or [])
+    state = ro.RolloutState.model_validate(status)
+    commands = ro.pending_commands(meta.get("annotations"), state.acknowledged_commands)
     inputs = ro.PlanInputs(
         now=now, strategy=strategy, desired_revision=desired, replicas=total,
-        state=wl.state_from_status(status), deployments=wl.observations(ctx.deployments, meta["name"], strategy.type),
+        state=state, deployments=wl.observations(ctx.deployments, meta["name"], strategy.type),
         commands=tuple(commands), history=history, poll_seconds=POLL_SECONDS,
     )
-    plan = ro.plan(inputs)
-    ctx.apply(plan, spec)
-    acks, events = list(plan.acks), list(plan.events)
-    if plan.measure and plan.state.analysis is not None:
-        run = _measure(obj, spec, plan, datetime.now(UTC))
-        if run != plan.state.analysis:
-            # Measured: plan again at once so a failed analysis rolls back in this reconcile.
-            done = {a.nonce for a in acks}
-            inputs = replace(inputs, now=datetime.now(UTC), state=replace(plan.state, analysis=run),
-                             commands=tuple(c for c in commands if c.nonce not in done))
-            plan = ro.plan(inputs)
-            ctx.apply(plan, spec)
-            acks += plan.acks
-            events += plan.events
+    result = ro.step(inputs, apply=lambda p: ctx.apply(p, spec),
+                     measure=lambda p: _measure(obj, spec, p, datetime.now(UTC)), clock=lambda: datetime.now(UTC))
+    plan = result.plan
     ctx.prune(plan, spec, desired)
-    _write_status(obj, spec, plan, ctx, layers, acks, total, queue, now)
-    for e in events:
+    _write_status(obj, plan, ctx, layers, total, queue, now)
+    for e in result.events:
         ROLLOUT_EVENTS_TOTAL.labels(e.reason).inc()
         kube.emit_event(obj, e.type, e.reason, e.message)
     return plan.requeue_after
@@ -195,7 +184,7 @@ class _Observed:
         o = cls(obj)
         o.deployments = store.owned("deployments", o.uid)
         for cr in store.owned("controllerrevisions", o.uid):
-            rev = cr["metadata"]["labels"].get(wl.LABEL_REVISION)
+            rev = cr["metadata"]["labels"].get(names.LABEL_REVISION)
             if rev:
                 o.revisions[rev] = cr
                 data = cr.get("data") or {}
@@ -239,7 +228,7 @@ class _Observed:
         by_name = {d["metadata"]["name"]: d for d in self.deployments}
         planned: set[str] = set()
         for target in plan.deployments:
-            dname = wl.deployment_name(self.name, target.revision, target.role)
+            dname = names.deployment_name(self.name, target.revision, target.role)
             existing = by_name.get(dname)
             if existing is None and target.replicas == 0:
                 continue  # nothing to keep at zero
@@ -260,7 +249,7 @@ class _Observed:
         self._apply_services(plan)
         # Leftovers (old revisions, a strategy switch) go once everything planned is available.
         settled = all(
-            int(((by_name.get(wl.deployment_name(self.name, t.revision, t.role)) or {}).get("status") or {})
+            int(((by_name.get(names.deployment_name(self.name, t.revision, t.role)) or {}).get("status") or {})
                 .get("availableReplicas") or 0) >= t.replicas
             for t in plan.deployments if t.replicas and t.role is not ro.Role.RETIRED
         )
@@ -273,7 +262,7 @@ class _Observed:
         self.deployments = list(by_name.values())
 
     def _ensure_config_map(self, revision: str, config: dict[str, str]) -> None:
-        name = wl.config_map_name(self.name, revision)
+        name = names.config_map_name(self.name, revision)
         if name in self.config_maps:
             return
         manifest = wl.config_map(self.obj, revision, config)
@@ -283,7 +272,7 @@ class _Observed:
     def _apply_services(self, plan: ro.Plan) -> None:
         wanted = {"": plan.active_revision, "preview": plan.preview_revision, "canary": plan.canary_revision}
         for kind, revision in wanted.items():
-            name = wl.service_name(self.name, kind)
+            name = names.service_name(self.name, kind)
             if kind and revision is None:
                 if name in self.services:
                     kube.delete_if_exists("Service", self.ns, name)
@@ -298,14 +287,14 @@ class _Observed:
         s = plan.state
         running = {o.revision for d in self.deployments if (o := wl.observe_deployment(d))}
         live = running | {d.revision for d in plan.deployments} | {
-            r for r in (desired, s.stable_revision, s.current_revision, s.rejected_revision, s.override_revision,
-                        s.scale_down_revision) if r}
+            r for r in (desired, s.stable_revision, s.rollout.current_revision, s.rollout.rejected_revision,
+                        s.rollout.override_revision, s.rollout.scale_down_revision) if r}
         for rev in ro.revisions_to_prune(self.history(), spec.revision_history_limit, live):
             kube.delete_if_exists("ControllerRevision", self.ns, self.revisions[rev]["metadata"]["name"])
             del self.revisions[rev]
         for name, cm in list(self.config_maps.items()):
-            rev = (cm["metadata"].get("labels") or {}).get(wl.LABEL_REVISION)
-            if rev and rev not in running and rev not in {d.revision for d in plan.deployments}:
+            cm_rev = (cm["metadata"].get("labels") or {}).get(names.LABEL_REVISION)
+            if cm_rev and cm_rev not in running and cm_rev not in {d.revision for d in plan.deployments}:
                 kube.delete_if_exists("ConfigMap", self.ns, name)
                 del self.config_maps[name]
 
@@ -364,9 +353,8 @@ def _job_measurement(obj: dict[str, Any], job: Any, run: ro.AnalysisRunState, me
 # ---- status ----------------------------------------------------------------------------------
 
 
-def _write_status(obj: dict[str, Any], spec: AgentSpec, plan: ro.Plan, ctx: _Observed,
-                  layers: list[tuple[str, dict[str, str]]], acks: list[ro.CommandAck], total: int,
-                  queue: dict[str, int] | None, now: datetime) -> None:
+def _write_status(obj: dict[str, Any], plan: ro.Plan, ctx: _Observed, layers: list[tuple[str, dict[str, str]]],
+                  total: int, queue: dict[str, int] | None, now: datetime) -> None:
     meta = obj["metadata"]
     old = obj.get("status") or {}
     gen = meta.get("generation")
@@ -376,13 +364,6 @@ def _write_status(obj: dict[str, Any], spec: AgentSpec, plan: ro.Plan, ctx: _Obs
     conditions = old.get("conditions") or []
     for c in plan.conditions:
         conditions = set_condition(conditions, c.type, c.status, c.reason, c.message[:2048], gen, now)
-    current_spec = plan.analysis_spec
-    current_msg = ""
-    current_phase: str | None = None
-    if s.analysis is not None and current_spec is not None:
-        verdict = ro.aggregate_analysis(current_spec, s.analysis, now)
-        current_phase, current_msg = verdict.phase.value, verdict.message
-    last_model = wl.analysis_for_run(spec.strategy, s.last_analysis.run_id) if s.last_analysis else None
     new: dict[str, Any] = {
         "phase": plan.phase.value,
         "reason": plan.reason,
@@ -393,23 +374,17 @@ def _write_status(obj: dict[str, Any], spec: AgentSpec, plan: ro.Plan, ctx: _Obs
         "readyReplicas": sum(o.ready_replicas for r, o in obs.items() if r in serving),
         "availableReplicas": sum(o.available_replicas for r, o in obs.items() if r in serving),
         "updatedReplicas": obs[plan.desired_revision].available_replicas if plan.desired_revision in obs else 0,
-        "selector": wl.pod_selector(meta["name"]),
-        "endpoint": wl.service_dns(meta["name"], meta["namespace"]),
+        "selector": names.pod_selector(meta["name"]),
+        "endpoint": names.service_dns(meta["name"], meta["namespace"]),
         "desiredRevision": plan.desired_revision,
         "currentRevision": plan.target_revision,
-        "stableRevision": s.stable_revision,
         "currentStep": plan.current_step or None,
         "currentStepIndex": plan.step_index,
         "stepCount": plan.step_count or None,
         "canaryWeight": plan.canary_weight,
         "activeRevision": plan.active_revision,
         "previewRevision": plan.preview_revision,
-        "rollout": wl.bookkeeping(s),
-        "analysis": wl.run_to_status(s.analysis, current_spec, current_phase, current_msg),
-        "lastAnalysis": wl.run_to_status(s.last_analysis, wl.analysis_spec(last_model),
-                                         s.last_analysis_phase.value if s.last_analysis_phase else None,
-                                         s.last_analysis_message),
-        "acknowledgedCommands": wl.merge_acks(old.get("acknowledgedCommands") or [], acks, now),
+        **s.status(),  # stableRevision, rollout, analysis, lastAnalysis, acknowledgedCommands
         "configSources": ro.config_provenance(layers),
         "queue": queue,
         "conditions": conditions,
@@ -431,7 +406,7 @@ def _write_invalid(obj: dict[str, Any], reason: str, message: str) -> float | No
     if not any(c.get("type") == "Ready" for c in conditions):
         conditions = set_condition(conditions, "Ready", False, reason, message, gen)
     new = {"phase": "Degraded", "reason": reason, "message": message, "observedGeneration": gen,
-           "conditions": conditions, "selector": wl.pod_selector(meta["name"])}
+           "conditions": conditions, "selector": names.pod_selector(meta["name"])}
     changed = {k: v for k, v in new.items() if old.get(k) != v}
     if changed:
         kube.patch_status(PLURAL, meta["namespace"], meta["name"], changed)

@@ -16,6 +16,7 @@ from .. import kube, quota_client
 from .. import quotaledger as ql
 from ..cache import store
 from ..runtime import register
+from ..timeutil import parse_time
 
 log = logging.getLogger(__name__)
 PLURAL = "quotas"
@@ -30,7 +31,8 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     try:
         v = ql.view(obj)
     except ValueError as exc:
-        return _invalid(obj, str(exc), now)
+        _invalid(obj, str(exc), now)
+        return None
     api = kube.custom()
     out = quota_client.settle(api, obj, now)
     obj = out.obj
@@ -47,7 +49,7 @@ def reconcile(obj: dict[str, Any]) -> float | None:
         kube.patch_status(PLURAL, meta["namespace"], meta["name"], {"conditions": conds, "observedGeneration": gen})
         for type_, reason, message in events:
             kube.emit_event(obj, type_, reason, message)
-    reset_at = ql.parse_time(status.get("resetAt"))
+    reset_at = parse_time(status.get("resetAt"))
     if reset_at is None:
         return 1.0
     return max(AFTER_RESET, (reset_at - datetime.now(UTC)).total_seconds() + AFTER_RESET)

@@ -11,8 +11,6 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from kubernetes.client.rest import ApiException
-
 from .. import kube, taskflow
 from ..cache import store
 
@@ -57,7 +55,7 @@ class AgentStats:
                 try:
                     kube.patch_status("agents", ns, name, want)
                     writes += 1
-                except ApiException as exc:
+                except kube.ApiException as exc:
                     if exc.status != 404:
                         log.warning("could not update statistics of agent %s/%s: %s", ns, name, exc.reason)
                         self.touch(ns, [name])

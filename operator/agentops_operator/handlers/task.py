@@ -19,10 +19,11 @@ from pydantic import TypeAdapter, ValidationError
 from .. import kube, names, podsecurity, selectors, taskflow
 from .. import settings as settings_mod
 from ..cache import store
-from ..conditions import get_condition, now_iso, set_condition
+from ..conditions import get_condition, set_condition
 from ..lifecycle import Phase, Verdict, judge_request, transition_key
-from ..models.task import AgentTaskSpec, Gate, TransitionGates
+from ..models.task import AgentTaskSpec, ApprovalGateSpec, Gate, JobGateSpec, TransitionGates
 from ..runtime import register, register_work, runtime
+from ..timeutil import format_time, parse_time
 
 log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
@@ -46,10 +47,6 @@ _policy_adapter = TypeAdapter(list[TransitionGates])
 TRANSITIONS_TOTAL = Counter("agentops_task_transitions_total", "Task moves recorded (written to status)",
                             ["from_phase", "to_phase"])
 GATES_TOTAL = Counter("agentops_task_gate_results_total", "Gate outcomes", ["type", "result"])
-
-
-def _ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def _label_transition(key: str) -> str:
@@ -186,7 +183,7 @@ def _ensure_transition_event(obj: dict[str, Any], now: datetime) -> None:
         return
     _events_checked[uid] = n
     last = (st.get("history") or [{}])[-1]
-    at = _ts(last.get("at"))
+    at = parse_time(last.get("at"))
     if not at or (now - at).total_seconds() > TRANSITION_EVENT_RECHECK_SECONDS:
         return
     gates = ", ".join(f"{g['name']} {str(g.get('state', '')).lower()}" for g in last.get("gates") or []) or "no gates"
@@ -216,7 +213,7 @@ def _sync_approvals(pend: Pending, spec: AgentTaskSpec) -> None:
         ids.add(a.id)
         seen.append({"id": a.id, "approver": a.approver, "decision": a.decision,
                      "reason": _clip(a.reason, MAX_MESSAGE), "transition": a.transition,
-                     "observedAt": now_iso(pend.now)})
+                     "observedAt": format_time(pend.now)})
         pend.events.append(("Normal", "ApprovalRecorded",
                             f"{a.decision} by {a.approver} for {a.transition}: {a.reason or 'no reason'}"))
     if seen:
@@ -227,7 +224,7 @@ def _approval_views(pend: Pending, spec: AgentTaskSpec) -> list[taskflow.Approva
     groups = {a.id: tuple(a.groups) for a in spec.approvals}
     return [
         taskflow.ApprovalView(a["approver"], a["decision"], a.get("reason", ""), a["transition"],
-                              groups.get(a.get("id"), ()), _ts(a["observedAt"]) or pend.now)
+                              groups.get(a.get("id"), ()), parse_time(a["observedAt"]) or pend.now)
         for a in pend.status.get("approvals") or []
     ]
 
@@ -270,7 +267,8 @@ def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase)
     message = ""
     jobs = _task_jobs(pend.obj) if any(g.type == "Job" for g in gates) else []
     round_ = int(st.get("transitions", 0))
-    since = _ts(st.get("lastTransitionTime")) or _ts(pend.obj["metadata"]["creationTimestamp"]) or pend.now
+    since = (parse_time(st.get("lastTransitionTime")) or parse_time(pend.obj["metadata"]["creationTimestamp"])
+             or pend.now)
     rejection: taskflow.ApprovalOutcome | None = None
     for gate in gates:
         if gate.type == "Job":
@@ -355,7 +353,7 @@ def _missing_inputs(spec: AgentTaskSpec, gates: list[Gate]) -> list[str]:
 def _approval_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str,
                    since: datetime) -> tuple[dict[str, Any], taskflow.ApprovalOutcome | None]:
     assert gate.approval is not None or gate.type == "Approval"
-    cfg = gate.approval or taskflow.ApprovalGateSpec()
+    cfg = gate.approval or ApprovalGateSpec()
     ns = pend.obj["metadata"]["namespace"]
     outcome = taskflow.evaluate_approvals(cfg, _approval_views(pend, spec), key, since, pend.now,
                                           _role_users(ns, cfg.approvers.roles))
@@ -388,7 +386,7 @@ def _job_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str, round_: 
         if created:
             pend.events.append(("Normal", "GateStarted", f"{key}: gate {gate.name} attempt {decision.attempt} "
                                                          f"started as Job {name}"))
-        res.update(state="Running", message=f"job {name} started", startedAt=now_iso(pend.now))
+        res.update(state="Running", message=f"job {name} started", startedAt=format_time(pend.now))
         return res
     job = decision.job or {}
     res["startedAt"] = (job.get("status") or {}).get("startTime")
@@ -407,7 +405,7 @@ def _job_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str, round_: 
 def build_gate_job(obj: dict[str, Any], spec: AgentTaskSpec, gate: Gate, key: str, round_: int,
                    attempt: int, name: str) -> dict[str, Any]:
     meta = obj["metadata"]
-    cfg = gate.job or taskflow.JobGateSpec()
+    cfg = gate.job or JobGateSpec()
     command = list(cfg.command)
     if not command and key == transition_key(Phase.DONE, Phase.DEPLOYED):
         command = list(spec.deploy.command) if spec.deploy and spec.deploy.command else \
@@ -548,7 +546,7 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
     st, obj, now = pend.status, pend.obj, pend.now
     frm = st.get("phase", Phase.BACKLOG.value)
     entry: dict[str, Any] = {
-        "from": frm, "to": to.value, "at": now_iso(now), "by": by,
+        "from": frm, "to": to.value, "at": format_time(now), "by": by,
         "gates": [{k: (_clip(v, MAX_MESSAGE) if k == "message" else v) for k, v in g.items() if v is not None}
                   for g in gates],
     }
@@ -567,7 +565,7 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
     st["history"] = history[-limit:]
     st["transitions"] = int(st.get("transitions", 0)) + 1
     st["phase"] = to.value
-    st["lastTransitionTime"] = now_iso(now)
+    st["lastTransitionTime"] = format_time(now)
     pend.transitions.append((frm, to.value))
     gate_note = ", ".join(f"{g['name']} {g['state'].lower()}" for g in gates) or "no gates"
     pend.events.append(("Normal", "Transitioned", f"{frm} -> {to.value} by {by} ({gate_note})"))
@@ -598,7 +596,7 @@ def _handoff(pend: Pending, spec: AgentTaskSpec, to: Phase, notes: str | None, r
         pend.events.append(("Warning", "NoAgentForStage",
                             f"no Ready agent with role {stage.role} for stage {stage.name}; {previous} keeps it"))
     outputs = [h["output"] for h in st.get("history") or [] if h.get("output")]
-    record: dict[str, Any] = {"stage": stage.name, "at": now_iso(pend.now), "outputs": sorted(set(outputs))[-10:]}
+    record: dict[str, Any] = {"stage": stage.name, "at": format_time(pend.now), "outputs": sorted(set(outputs))[-10:]}
     if previous:
         record["fromAgent"] = previous
     if target:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ..rollout.state import RolloutState
 from .base import (
     ENV_NAME,
     CheckJob,
@@ -271,68 +272,15 @@ class AgentSpec(K8sModel):
 # ---- status ----------------------------------------------------------------------------------
 
 
-class MeasurementStatus(K8sModel):
-    phase: Literal["Successful", "Failed", "Inconclusive", "Error"] = Field(description="Outcome.")
-    at: datetime = Field(description="When it was taken.")
-    value: str = Field(default="", description="Observed value.", max_length=1024)
-    message: str = Field(default="", description="Detail.", max_length=2048)
-
-
-class MetricStatus(K8sModel):
-    name: str = Field(description="Metric name.")
-    phase: str | None = Field(default=None, description="Running, Successful, Failed, Inconclusive or Error.")
-    successful: int = Field(default=0, description="Successful measurements.")
-    failed: int = Field(default=0, description="Failed measurements.")
-    inconclusive: int = Field(default=0, description="Inconclusive measurements.")
-    errors: int = Field(default=0, description="Provider errors.")
-    consecutive_errors: int = Field(default=0, description="Errors in a row.")
-    last_measured_at: datetime | None = Field(default=None, description="Last measurement time.")
-    measurements: list[MeasurementStatus] = Field(
-        default_factory=list, description="Latest measurements (bounded).", max_length=20
-    )
-
-
-class AnalysisRunStatus(K8sModel):
-    run_id: str = Field(description="revision/step/attempt of the run.")
-    started_at: datetime = Field(description="When the run started.")
-    phase: str | None = Field(default=None, description="Running, Successful, Failed, Inconclusive or Error.")
-    message: str = Field(default="", description="Why.", max_length=4096)
-    metrics: list[MetricStatus] = Field(default_factory=list, description="Per-metric results.")
-
-
-class CommandAck(K8sModel):
-    verb: Literal["promote", "abort", "retry", "undo"] = Field(description="Verb.")
-    id: str = Field(description="The command's id (annotation value) that was handled.")
-    applied: bool = Field(description="Whether the command changed anything.")
-    message: str = Field(default="", description="What happened.", max_length=1024)
-    at: datetime | None = Field(default=None, description="When it was handled.")
-
-
-class RolloutBookkeeping(K8sModel):
-    """The planner's memory between reconciles (see rollout.RolloutState)."""
-
-    current_revision: str | None = Field(default=None, description="Revision the rollout moves to.")
-    step_index: int = Field(default=0, description="Step of the rollout.")
-    step_started_at: datetime | None = Field(default=None, description="When the step started.")
-    attempt: int = Field(default=0, description="Retries so far.")
-    rejected_revision: str | None = Field(default=None, description="Desired revision rolled back or aborted.")
-    override_revision: str | None = Field(default=None, description="Revision served after undo.")
-    reason: str | None = Field(default=None, description="Why the desired revision is not served.")
-    message: str = Field(default="", description="Detail of the reason.", max_length=4096)
-    ready_at: datetime | None = Field(default=None, description="Blue-green: preview ready since.")
-    switched_at: datetime | None = Field(default=None, description="Blue-green: active Service switched at.")
-    scale_down_revision: str | None = Field(default=None, description="Old revision kept until scaleDownAt.")
-    scale_down_at: datetime | None = Field(default=None, description="When the old revision goes.")
-    stalled: bool = Field(default=False, description="First deploy missed its deadline.")
-    passed: list[str] = Field(default_factory=list, description="Analysis gates passed in this rollout.")
-
-
 class QueueStatus(K8sModel):
     open_tasks: int = Field(default=0, description="Open tasks assigned to the agent or waiting for its role.")
     desired_replicas: int = Field(default=0, description="Replicas the queue asks for.")
 
 
-class AgentStatus(K8sModel):
+class AgentStatus(RolloutState):
+    """What the operator observed and did; the rollout planner's memory (``RolloutState``: stableRevision,
+    rollout, analysis, lastAnalysis, acknowledgedCommands) is part of it as the planner's own type."""
+
     phase: Literal["Pending", "Progressing", "Healthy", "Paused", "Degraded"] | None = Field(
         default=None, description="Rollout phase."
     )
@@ -348,22 +296,12 @@ class AgentStatus(K8sModel):
     endpoint: str | None = Field(default=None, description="DNS name of the agent's Service.")
     desired_revision: str | None = Field(default=None, description="Revision the spec and config ask for.")
     current_revision: str | None = Field(default=None, description="Revision being rolled out (or served).")
-    stable_revision: str | None = Field(default=None, description="Revision last known good.")
     current_step: str | None = Field(default=None, description="Step in progress.")
     current_step_index: int | None = Field(default=None, description="Index of that step.")
     step_count: int | None = Field(default=None, description="Steps of the strategy.")
     canary_weight: int | None = Field(default=None, description="Percent of replicas on the new revision.")
     active_revision: str | None = Field(default=None, description="Revision the Service selects (blue-green).")
     preview_revision: str | None = Field(default=None, description="Revision of the preview Service.")
-    rollout: RolloutBookkeeping | None = Field(default=None, description="Rollout bookkeeping.")
-    analysis: AnalysisRunStatus | None = Field(default=None, description="Analysis in progress.")
-    last_analysis: AnalysisRunStatus | None = Field(default=None, description="Last finished analysis.")
-    acknowledged_commands: list[CommandAck] = Field(
-        default_factory=list,
-        description="Last promote/abort/retry/undo command handled per verb.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["verb"]},
-        max_length=4,
-    )
     config_sources: dict[str, str] = Field(
         default_factory=dict, description="Which level (global, environment, instance) set each config key."
     )

@@ -9,18 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-
-class K8sModel(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are rejected by the API server."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
+from ..wire import K8sModel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
