@@ -76,8 +76,12 @@ e2e-deps: ## system packages the e2e tests use (Debian's prometheus, for the Age
 e2e: install e2e-deps ## e2e tests against the cluster
 	$(VENV)/bin/pytest tests/e2e -q $(PYTEST_ARGS)
 
+.PHONY: chaos
+chaos: install ## operator SIGKILLs, a second operator and an API-server restart under task lifecycles (CHAOS_TASKS, CHAOS_KILLS)
+	$(VENV)/bin/pytest tests/chaos -q $(PYTEST_ARGS)
+
 .PHONY: test
-test: setup lint unit e2e ## everything CI runs
+test: setup lint unit e2e chaos ## everything CI runs
 
 .PHONY: operator-bg
 operator-bg: install

@@ -45,7 +45,7 @@ BACKOFF_CAP = 1.0
 # falls after resetAt, before the operator's reset, waits this long for it before being refused.
 WINDOW_WAIT = 10.0
 WINDOW_POLL = 0.25
-OPERATOR_ONLY = "only the operator"  # in the admission policy's messages for window writes
+OPERATOR_ONLY = "only the operator starts a window"  # in the admission policy's messages for window writes
 
 OPS = Counter("agentops_quota_operations_total", "Quota operations by kind and outcome", ["op", "outcome"])
 CONFLICTS = Counter("agentops_quota_conflicts_total", "resourceVersion conflicts retried by Quota operations")
@@ -232,17 +232,6 @@ def forget(api: client.CustomObjectsApi, obj: dict[str, Any], holders: tuple[str
     return run(api, meta["namespace"], meta["name"], ql.Forget(holders), first=obj)
 
 
-def reserve_and_commit(
-    api: client.CustomObjectsApi, namespace: str, name: str, holder: str, amount: int, reason: str = ""
-) -> Grant:
-    """Charge `amount` once for `holder`: reserve, then commit. Idempotent per holder (a retry after a lost
-    record of the commit charges nothing), refused like a reservation when it does not fit."""
-    grant = reserve(api, namespace, name, holder, amount, reason)
-    if grant.granted:
-        commit(api, namespace, name, holder)
-    return grant
-
-
 def _default_namespace() -> str:
     sa_ns = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
     if sa_ns.exists():
@@ -261,3 +250,52 @@ def use(name: str, amount: int = 1, namespace: str | None = None, by: str = "") 
     from . import kube
 
     return consume(kube.custom(), namespace or _default_namespace(), name, amount, by=by)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What charging a set of costs did: all charged (ok) or none (the first refusal's message)."""
+
+    ok: bool
+    message: str = ""
+    charged: tuple[tuple[str, str, int], ...] = ()  # (quota, resource, amount)
+    reset_at: datetime | None = None
+
+
+def charge_for(
+    api: client.CustomObjectsApi,
+    namespace: str,
+    labels: dict[str, str],
+    holder: str,
+    costs: list[tuple[str, int]],
+    reason: str = "",
+    quotas: list[dict[str, Any]] | None = None,
+) -> Charge:
+    """Charge `costs` ((resource, amount) pairs) to every Quota of the namespace that selects `labels`, once
+    per holder: all reserved first, then all committed, or all released when one is refused. A retry
+    with the same holder (its caller lost the record of the charge) charges nothing again."""
+    from . import selectors
+
+    if not costs:
+        return Charge(True)
+    if quotas is None:
+        quotas = list(api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL).get("items", []))
+    targets = [
+        (q["metadata"]["name"], resource, amount)
+        for resource, amount in costs
+        for q in quotas
+        if (q.get("spec") or {}).get("resource") == resource and selectors.matches(q["spec"].get("selector"), labels)
+    ]
+    taken: list[str] = []
+    for qname, _, amount in targets:
+        if qname in taken:
+            continue  # one hold per holder and quota
+        grant = reserve(api, namespace, qname, holder, amount, reason)
+        if not grant.granted:
+            for q in taken:
+                release(api, namespace, q, holder)
+            return Charge(False, f"quota {qname}: {grant.message}", reset_at=grant.reset_at)
+        taken.append(qname)
+    for qname in taken:
+        commit(api, namespace, qname, holder)
+    return Charge(True, charged=tuple(targets))

@@ -507,6 +507,30 @@ def _commit_all(pend: Pending, key: str) -> None:
     pend.status["reservations"] = []
 
 
+def charge_assignment(pend: Pending, spec: AgentTaskSpec) -> tuple[str, float | None] | None:
+    """Costs on phase Assigned, charged when the task is assigned (no gates, so reserve and commit at once).
+
+    Once per (task uid, Backlog->Assigned, round): a pass that charged but lost its status write charges
+    nothing again. None when charged or free; else why not, and when to try again.
+    """
+    from .. import quota_client
+
+    costs = [(c.resource, c.amount) for c in spec.costs if c.phase == Phase.ASSIGNED.value]
+    if not costs:
+        return None
+    meta = pend.obj["metadata"]
+    key = transition_key(Phase.BACKLOG, Phase.ASSIGNED)
+    holder = _holder(pend.obj, key, int(pend.status.get("transitions", 0)))
+    got = quota_client.charge_for(kube.custom(), meta["namespace"], meta.get("labels") or {}, holder, costs,
+                                  reason=f"{meta['name']}: {key}")
+    if not got.ok:
+        retry = max(1.0, (got.reset_at - pend.now).total_seconds() + 1) if got.reset_at else BACKLOG_POLL_SECONDS
+        return got.message, retry
+    for qname, resource, amount in got.charged:
+        pend.events.append(("Normal", "QuotaCommitted", f"{amount} {resource} used in {qname}"))
+    return None
+
+
 # ---- recording a transition ------------------------------------------------------------------
 
 
@@ -664,6 +688,10 @@ def assign_namespace(ns: str) -> None:
             pend = Pending(obj, copy.deepcopy(obj.get("status") or {}), now)
             spec = AgentTaskSpec.model_validate(obj["spec"])
             pend.status.setdefault("phase", Phase.BACKLOG.value)
+            refused = charge_assignment(pend, spec)
+            if refused is not None:
+                _assignment_refused(pend, task_name, *refused)
+                continue
             pend.status["assignee"] = agent_name
             stage = taskflow.stage_for(spec.pipeline, Phase.ASSIGNED)
             if stage:
@@ -696,6 +724,18 @@ def assign_namespace(ns: str) -> None:
         if plan.waiting:
             # One waiting task is enough to bring the next pass, which covers them all.
             runtime.schedule(PLURAL, ns, next(iter(plan.waiting)), BACKLOG_POLL_SECONDS)
+
+
+def _assignment_refused(pend: Pending, task_name: str, message: str, retry: float) -> None:
+    """A cost on Assigned that the quota refuses: the task waits in Backlog, saying why, and tries again."""
+    ns = pend.obj["metadata"]["namespace"]
+    pend.condition("Assigned", False, "QuotaExceeded", message, "Warning")
+    try:
+        _write(pend, None)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    runtime.schedule(PLURAL, ns, task_name, retry)
 
 
 def refresh_agent_stats(ns: str, agent_names: set[str], now: datetime,
