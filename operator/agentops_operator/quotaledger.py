@@ -17,8 +17,10 @@ entry: an entry is only added by a Commit, which removes that holder's reservati
 refused while `len(reservations) + len(committed) >= MAX_HOLDS`; so that sum never grows past
 MAX_HOLDS by any operation (Consume/Check/Settle/Release/AnnounceReset do not add to either list).
 Entries leave only through `Forget`, which the operator sends for holders that can no longer be
-retried (`forgettable`: the task recorded a later round, or is gone; other holders after
-COMMIT_MEMORY).
+retried (`forgettable`: the task recorded a later round, or is gone, and COMMIT_GRACE passed; other
+holders after COMMIT_MEMORY). So a quota sustains MAX_HOLDS task commits per COMMIT_GRACE (about 8
+a second) and any burst up to MAX_HOLDS; beyond, reservations are refused ("retry shortly") until
+the operator forgets older ones.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ WINDOW_KEYS = ("windowStart", "resetAt", "windowSpec", "lastReset")  # the opera
 MAX_RESERVATIONS = 256  # bounded: status must stay small; beyond it reserve refuses
 MAX_HOLDS = 512  # reservations + remembered commits; beyond it reserve refuses (see the module doc)
 COMMIT_MEMORY = timedelta(minutes=30)  # how long a commit of a holder that is not an AgentTask is remembered
+COMMIT_GRACE = timedelta(seconds=60)  # a task holder is remembered at least this long (see forgettable)
 TASK_HOLDER = "AgentTask/"
 MAX_LIMIT = 10**15  # below 2**53 so every client's JSON numbers stay exact
 
@@ -379,17 +382,36 @@ def _task_done_with(holder: str, tasks: dict[str, TaskView]) -> bool | None:
     return t is None or t.uid != uid or t.transitions > round_
 
 
-def forgettable(status: dict[str, Any], tasks: dict[str, TaskView], now: datetime) -> tuple[str, ...]:
-    """Remembered commits that no retry can reach any more: safe to forget."""
+def _age_needed(holder: str, grace: timedelta) -> timedelta:
+    return grace if parse_task_holder(holder) else COMMIT_MEMORY
+
+
+def forgettable(status: dict[str, Any], tasks: dict[str, TaskView], now: datetime,
+                grace: timedelta = COMMIT_GRACE) -> tuple[str, ...]:
+    """Remembered commits that no retry can reach any more: safe to forget.
+
+    A task holder: its task recorded a later round (or is gone), and COMMIT_GRACE has passed, so that a
+    reconcile working from a view of the task older than that (a watch cache that lags, a second
+    operator, a paused process) still finds the commit. Other holders: after COMMIT_MEMORY.
+    """
     out = []
     for c in status.get("committed") or []:
+        at_ = parse_time(c.get("at"))
+        old = at_ is None or now - at_ >= _age_needed(c["holder"], grace)
         done = _task_done_with(c["holder"], tasks)
-        if done is None:
-            at_ = parse_time(c.get("at"))
-            done = at_ is None or now - at_ >= COMMIT_MEMORY
-        if done:
+        if old and done is not False:
             out.append(c["holder"])
     return tuple(out)
+
+
+def next_forget_in(status: dict[str, Any], now: datetime, grace: timedelta = COMMIT_GRACE) -> float | None:
+    """Seconds until the youngest-to-mature remembered commit is old enough to be forgotten (0: one is
+    already; None: nothing remembered)."""
+    waits = []
+    for c in status.get("committed") or []:
+        at_ = parse_time(c.get("at"))
+        waits.append(0.0 if at_ is None else max(0.0, (at_ + _age_needed(c["holder"], grace) - now).total_seconds()))
+    return min(waits) if waits else None
 
 
 def stale_reservations(status: dict[str, Any], tasks: dict[str, TaskView]) -> list[dict[str, Any]]:

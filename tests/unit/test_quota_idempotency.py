@@ -64,11 +64,16 @@ def test_forgettable_only_what_no_retry_can_reach() -> None:
         run(obj, ql.Reserve(h, 1), at(1))
         run(obj, ql.Commit(h), at(1))
     tasks = {"a": ql.TaskView("u1", 2), "b": ql.TaskView("u1", 4), "d": ql.TaskView("new", 0)}
+    # Within the grace a lagging view of a task could still retry: nothing is forgotten yet.
+    assert ql.forgettable(obj["status"], tasks, at(1) + ql.COMMIT_GRACE / 2) == ()
+    assert ql.next_forget_in(obj["status"], at(1)) == ql.COMMIT_GRACE.total_seconds()
     assert set(ql.forgettable(obj["status"], tasks, at(2))) == {moved_on, deleted, recreated}
     later = at(1) + ql.COMMIT_MEMORY
     assert set(ql.forgettable(obj["status"], tasks, later)) == {moved_on, deleted, recreated, client}
     run(obj, ql.Forget(ql.forgettable(obj["status"], tasks, at(2))), at(2))
     assert [c["holder"] for c in obj["status"]["committed"]] == [waiting, client]
+    assert ql.next_forget_in(obj["status"], at(2)) == 0.0  # `waiting` is old enough, but its task has not moved
+    assert ql.next_forget_in({}, at(2)) is None
     assert obj["status"]["used"] == 5  # forgetting never changes usage
 
 

@@ -9,6 +9,7 @@ resetAt in the past and rolls the window over, counting the windows that elapsed
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,9 @@ from ..runtime import register
 log = logging.getLogger(__name__)
 PLURAL = "quotas"
 AFTER_RESET = 0.05  # seconds past resetAt to wake up, so the boundary has certainly passed
-RECENT, TIDY_RECENT, TIDY_IDLE = 60.0, 3.0, 30.0  # seconds; see _tidy_again
+# How long a task's commit is remembered at least (quotaledger.COMMIT_GRACE); shorter only for tests.
+GRACE = timedelta(seconds=float(os.environ.get("AGENTOPS_QUOTA_COMMIT_GRACE_SECONDS", "60")))
+TIDY_IDLE = 30.0  # seconds between looks while remembered commits wait for their task; see _tidy_again
 MAX_GETS = 20  # above this many distinct tasks to look at, one LIST is cheaper than GETs
 
 
@@ -56,11 +59,10 @@ def reconcile(obj: dict[str, Any]) -> float | None:
 
 
 def _tidy_again(status: dict[str, Any], now: datetime) -> float:
-    """Remembered commits are forgotten once their task recorded the move, which brings no Quota event:
-    look again soon after a commit, then now and then (while the list is not empty)."""
-    ats = [ql.parse_time(c.get("at")) for c in status.get("committed") or []]
-    recent = any(a is not None and now - a < timedelta(seconds=RECENT) for a in ats)
-    return TIDY_RECENT if recent else TIDY_IDLE
+    """Remembered commits are forgotten once old enough and their task recorded the move, which brings no
+    Quota event: look again when the next one is old enough, then now and then while any is left."""
+    wait = ql.next_forget_in(status, now, GRACE)
+    return TIDY_IDLE if wait is None or wait <= 0 else wait + AFTER_RESET
 
 
 def _announce_client_reset(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +112,7 @@ def _tidy_holders(api: Any, obj: dict[str, Any], now: datetime) -> dict[str, Any
         kube.emit_event(obj, "Normal", "QuotaReleased", f"released {r['amount']} held by {why} AgentTask {name}")
     if stale:
         obj = kube.get_custom(PLURAL, meta["namespace"], meta["name"]) or obj
-    done = ql.forgettable(obj.get("status") or {}, tasks, now)
+    done = ql.forgettable(obj.get("status") or {}, tasks, now, GRACE)
     if done:
         obj = quota_client.forget(api, obj, done).obj
     return obj
