@@ -93,14 +93,21 @@ def test_an_agent_cannot_reset_its_budget(ns: str, operator, agent_x: str) -> No
 def test_an_agent_cannot_free_or_fake_a_tasks_charge(ns: str, operator, agent_x: str) -> None:
     make_quota(ns, "publish", resource="publish", limit=4, window="daily", enforcement="Hard")
     admin, agent = as_api(None), as_api(agent_x)
-    task_hold = "AgentTask/t/uid-1/Done->Deployed/3"
-    assert quota_client.reserve(admin, ns, "publish", task_hold, 2, reason="t: Done->Deployed").granted
+    apply(f"""
+apiVersion: agentops.dev/v1alpha1
+kind: AgentTask
+metadata: {{name: t, namespace: {ns}}}
+spec: {{title: t}}
+""")
+    uid = kget("agenttask", "t", ns)["metadata"]["uid"]  # a live task, so the operator keeps its hold
+    task_hold = f"AgentTask/t/{uid}/Backlog->Assigned/0"
+    assert quota_client.reserve(admin, ns, "publish", task_hold, 2, reason="t: Backlog->Assigned").granted
     # Releasing the task's hold would let its move commit nothing (a free publish).
     st = status(ns, "publish")
     refused(patch_status(ns, "publish", {"reservations": [], "reserved": 0, "remaining": 4 - st["used"]}, agent_x),
             "status.reservations")
     # Pretending the task's next move was already committed makes the operator skip its charge.
-    fake = {"holder": "AgentTask/t/uid-1/Deployed->RolledBack/4", "amount": 1, "at": st["resetAt"]}
+    fake = {"holder": f"AgentTask/t/{uid}/Backlog->Cancelled/0", "amount": 1, "at": st["resetAt"]}
     refused(patch_status(ns, "publish", {"committed": [fake]}, agent_x), "status.committed")
     # Hiding held units to squeeze past the limit.
     refused(patch_status(ns, "publish", {"reserved": 0, "remaining": 4}, agent_x), "status.reserved")
@@ -123,6 +130,10 @@ def test_an_agent_cannot_free_or_fake_a_tasks_charge(ns: str, operator, agent_x:
 def test_only_the_operator_identity_is_exempt(ns: str, operator, agent_x: str) -> None:
     make_quota(ns, "publish", resource="publish", limit=5, window="daily")
     assert quota_client.consume(as_api(agent_x), ns, "publish", 3).granted
+    # The operator's ClusterRole and its binding to agentops-system/agentops-operator, as shipped.
+    shipped = yaml.safe_load_all((ROOT / "manifests" / "operator" / "rbac.yaml").read_text())
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(
+        d for d in shipped if d and d["kind"] in ("ClusterRole", "ClusterRoleBinding")))
     # A namespace admin cannot exempt an agent: granting the `reset` verb needs holding it (RBAC escalation).
     kubectl("create", "rolebinding", "boss-admin", "--clusterrole=admin", "--user=boss", "-n", ns)
     role = f"""
@@ -139,7 +150,6 @@ rules: [{{apiGroups: [agentops.dev], resources: [quotas/status], verbs: [reset, 
     refused(patch_status(ns, "publish", {"used": 0}, agent_x), "status.used: may only grow")
 
     # The operator's ServiceAccount (its ClusterRole from manifests/operator/rbac.yaml) is exempt...
-    kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "operator" / "rbac.yaml"))
     op_sa = "system:serviceaccount:agentops-system:agentops-operator"
     proc = patch_status(ns, "publish", {"used": 0, "remaining": 5}, op_sa)
     assert proc.returncode == 0, proc.stderr
