@@ -83,7 +83,12 @@ scale: install ## bounded scale test of the core loop (1,000 tasks): idle API lo
 	$(VENV)/bin/pytest tests/scale -q -s $(PYTEST_ARGS)
 
 .PHONY: test
-test: setup lint unit e2e scale ## everything CI runs
+.PHONY: chaos
+chaos: install ## operator SIGKILLs, a second operator and an API-server restart under task lifecycles (CHAOS_TASKS, CHAOS_KILLS)
+	$(VENV)/bin/pytest tests/chaos -q $(PYTEST_ARGS)
+
+.PHONY: test
+test: setup lint unit e2e chaos scale ## everything CI runs
 
 .PHONY: operator-bg
 operator-bg: install

@@ -4,7 +4,12 @@ Scenario of the issue: 20 clients (threads, each with its own ApiClient) x 50 us
 quota with limit 500, against the API server in KUBECONFIG. Also measured in the same run, for
 ratios: one client alone (no contention), and the contended scenario with a short retry backoff
 (2-50 ms instead of the default 100 ms-1 s window), which is what the default was chosen against.
-No operator is needed: the client initialises the window itself. Writes bench/results/quota.json.
+No operator is needed: the admin client starts the window itself (only the operator's identity, or an
+admin, may: admission policy agentops-quota-status). The agent scenarios run the same calls as an
+agent ServiceAccount (impersonated, ClusterRole agentops-agent), so every write also passes the
+admission policy; `agent-holders` reserves and commits distinct holders one after another with no
+operator to forget them, so the remembered commits grow to 250 entries (the policy's worst case is
+quadratic in them). Writes bench/results/quota.json.
 """
 
 from __future__ import annotations
@@ -22,13 +27,17 @@ from typing import Any
 from kubernetes import client, config
 
 from agentops_operator import GROUP, VERSION, quota_client
+from agentops_operator import quotaledger as ql
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "quota.json"
 
 
-def new_api() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(config.new_client_from_config())
+def new_api(user: str | None = None) -> client.CustomObjectsApi:
+    api_client = config.new_client_from_config()
+    if user:
+        api_client.set_default_header("Impersonate-User", user)
+    return client.CustomObjectsApi(api_client)
 
 
 def create_quota(api: client.CustomObjectsApi, ns: str, name: str, limit: int) -> None:
@@ -41,9 +50,11 @@ def create_quota(api: client.CustomObjectsApi, ns: str, name: str, limit: int) -
     api.create_namespaced_custom_object(GROUP, VERSION, ns, "quotas", body)
 
 
-def scenario(ns: str, name: str, clients: int, uses: int, limit: int) -> dict[str, Any]:
+def scenario(ns: str, name: str, clients: int, uses: int, limit: int, user: str | None = None,
+             holders: bool = False) -> dict[str, Any]:
     admin = new_api()
     create_quota(admin, ns, name, limit)
+    quota_client.run(admin, ns, name, ql.Settle("operator"))  # start the window as the operator would
     latencies: list[float] = []
     grants: list[quota_client.Grant] = []
     errors: list[BaseException] = []
@@ -51,13 +62,18 @@ def scenario(ns: str, name: str, clients: int, uses: int, limit: int) -> dict[st
     barrier = threading.Barrier(clients + 1)
 
     def work() -> None:
-        api = new_api()
+        api = new_api(user)
         mine: list[tuple[float, quota_client.Grant]] = []
         barrier.wait()
         try:
-            for _ in range(uses):
+            for i in range(uses):
                 t = time.perf_counter()
-                g = quota_client.consume(api, ns, name, 1)
+                if holders:
+                    g = quota_client.reserve(api, ns, name, f"h{threading.get_ident()}-{i}", 1)
+                    if g.granted:
+                        quota_client.commit(api, ns, name, f"h{threading.get_ident()}-{i}")
+                else:
+                    g = quota_client.consume(api, ns, name, 1)
                 mine.append((time.perf_counter() - t, g))
         except BaseException as exc:
             errors.append(exc)
@@ -102,9 +118,18 @@ def main() -> int:
     core = client.CoreV1Api(config.new_client_from_config())
     ns = f"bench-quota-{uuid.uuid4().hex[:5]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    agent = f"system:serviceaccount:{ns}:agent-bench"
+    client.RbacAuthorizationV1Api(config.new_client_from_config()).create_namespaced_role_binding(ns, {
+        "metadata": {"name": "agent-bench"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "agentops-agent"},
+        "subjects": [{"kind": "ServiceAccount", "name": "agent-bench", "namespace": ns}],
+    })
     try:
         serial = scenario(ns, "serial", clients=1, uses=300, limit=10_000)
+        serial_agent = scenario(ns, "serial-agent", clients=1, uses=300, limit=10_000, user=agent)
+        agent_holders = scenario(ns, "agent-holders", clients=1, uses=250, limit=10_000, user=agent, holders=True)
         contended = scenario(ns, "contended", clients=20, uses=50, limit=500)
+        contended_agent = scenario(ns, "contended-agent", clients=20, uses=50, limit=500, user=agent)
         base, cap = quota_client.BACKOFF_BASE, quota_client.BACKOFF_CAP
         quota_client.BACKOFF_BASE, quota_client.BACKOFF_CAP = 0.002, 0.05
         try:
@@ -113,7 +138,9 @@ def main() -> int:
             quota_client.BACKOFF_BASE, quota_client.BACKOFF_CAP = base, cap
     finally:
         core.delete_namespace(ns)
-    correct = all(s["granted"] == 500 and s["refused"] == 500 and s["used"] == 500 for s in (contended, short))
+    correct = all(s["granted"] == 500 and s["refused"] == 500 and s["used"] == 500
+                  for s in (contended, short, contended_agent))
+    correct = correct and serial_agent["used"] == 300 and agent_holders["used"] == 250
     metrics: dict[str, Any] = {
         "contended_granted": contended["granted"],
         "contended_refused": contended["refused"],
@@ -130,11 +157,19 @@ def main() -> int:
         "short_backoff_conflict_retries": short["conflict_retries"],
         "contended_vs_serial_throughput": round(contended["grants_per_s"] / serial["grants_per_s"], 3),
         "short_vs_default_backoff_retries": round(short["conflict_retries"] / max(contended["conflict_retries"], 1), 2),
+        "agent_serial_grants_per_s": serial_agent["grants_per_s"],
+        "agent_serial_latency_p50_ms": serial_agent["latency_p50_ms"],
+        "agent_vs_admin_serial_throughput": round(serial_agent["grants_per_s"] / serial["grants_per_s"], 3),
+        "agent_contended_elapsed_s": contended_agent["elapsed_s"],
+        "agent_holders_reserve_commit_per_s": agent_holders["grants_per_s"],
+        "agent_holders_latency_p99_ms": agent_holders["latency_p99_ms"],
     }
     out = {
         "name": "quota",
         "metrics": metrics,
-        "scenarios": {"serial": serial, "contended": contended, "contended_short_backoff": short},
+        "scenarios": {"serial": serial, "contended": contended, "contended_short_backoff": short,
+                      "serial_agent": serial_agent, "contended_agent": contended_agent,
+                      "agent_holders": agent_holders},
         "settings": {"backoff_base_s": base, "backoff_cap_s": cap, "max_conflicts": quota_client.MAX_CONFLICTS},
         "notes": (
             "20 clients x 50 consume(1) on a Hard quota of 500, each client its own ApiClient; every grant is a "

@@ -41,6 +41,11 @@ MAX_CONFLICTS = 200  # a runaway guard: 20 writers on one object need a few doze
 # bench_quota.py): a 100 ms first window halves the conflicts and the wall time of 2-10 ms ones.
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 1.0
+# Only the operator may start a window (admission policy agentops-quota-status). A client whose call
+# falls after resetAt, before the operator's reset, waits this long for it before being refused.
+WINDOW_WAIT = 10.0
+WINDOW_POLL = 0.25
+OPERATOR_ONLY = "only the operator starts a window"  # in the admission policy's messages for window writes
 
 OPS = Counter("agentops_quota_operations_total", "Quota operations by kind and outcome", ["op", "outcome"])
 CONFLICTS = Counter("agentops_quota_conflicts_total", "resourceVersion conflicts retried by Quota operations")
@@ -48,6 +53,10 @@ CONFLICTS = Counter("agentops_quota_conflicts_total", "resourceVersion conflicts
 
 class QuotaContention(RuntimeError):
     """Gave up after MAX_CONFLICTS conflicts in a row; nothing was granted or written."""
+
+
+class QuotaWindowPending(RuntimeError):
+    """The window ended and the operator has not started the next one yet (WINDOW_WAIT); nothing written."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,10 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 10)))
 
 
+def _refused_window(exc: ApiException) -> bool:
+    return exc.status in (403, 422) and OPERATOR_ONLY in str(exc.body or "")
+
+
 def run(
     api: client.CustomObjectsApi,
     namespace: str,
@@ -86,10 +99,16 @@ def run(
     first: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Outcome:
-    """Apply `op` atomically; `first` saves the initial GET when the caller has just read the object."""
+    """Apply `op` atomically; `first` saves the initial GET when the caller has just read the object.
+
+    A caller the admission policy does not allow to start windows (anyone but the operator) learns it
+    from the first refusal, then waits up to WINDOW_WAIT for the operator's reset before refusing.
+    """
     kind = type(op).__name__.lower()
     obj = first
     conflicts = 0
+    may_roll = True
+    waited_since: float | None = None
     while True:
         if obj is None:
             obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
@@ -99,7 +118,14 @@ def run(
         except ValueError as exc:
             OPS.labels(kind, "invalid").inc()
             return Outcome(None, obj, conflicts, error=f"quota {namespace}/{name} is invalid: {exc}")
-        res = ql.apply(v, obj.get("status") or {}, op, at)
+        status = obj.get("status") or {}
+        res = ql.apply(v, status, op, at, may_roll=may_roll)
+        if not may_roll and res.message.startswith("WindowPending"):
+            waited_since = waited_since if waited_since is not None else time.monotonic()
+            if now is None and time.monotonic() - waited_since < WINDOW_WAIT:
+                time.sleep(WINDOW_POLL)
+                obj = None
+                continue
         if not res.patch:
             OPS.labels(kind, "granted" if res.granted else "refused").inc()
             return Outcome(res, obj, conflicts)
@@ -107,6 +133,10 @@ def run(
         try:
             written = api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
         except ApiException as exc:
+            if may_roll and _refused_window(exc):
+                may_roll = False  # not the operator: compute without starting windows from now on
+                obj = None
+                continue
             if exc.status != 409:
                 raise  # outcome unknown on other errors: surface it rather than retry a possible grant
             conflicts += 1
@@ -176,6 +206,8 @@ def _settle_reservation(api: client.CustomObjectsApi, namespace: str, name: str,
         raise
     if out.result is None:
         log.warning("%s", out.error)
+    elif out.result.message.startswith("WindowPending"):
+        raise QuotaWindowPending(f"quota {namespace}/{name}: {out.result.message}")
 
 
 def commit(api: client.CustomObjectsApi, namespace: str, name: str, holder: str) -> None:
@@ -192,6 +224,12 @@ def settle(api: client.CustomObjectsApi, obj: dict[str, Any], now: datetime | No
     """The operator's write: initialise, roll over (reset) or reshape the window if due."""
     meta = obj["metadata"]
     return run(api, meta["namespace"], meta["name"], ql.Settle("operator"), first=obj, now=now)
+
+
+def forget(api: client.CustomObjectsApi, obj: dict[str, Any], holders: tuple[str, ...]) -> Outcome:
+    """The operator's write: drop remembered commits no retry can reach (see quotaledger.forgettable)."""
+    meta = obj["metadata"]
+    return run(api, meta["namespace"], meta["name"], ql.Forget(holders), first=obj)
 
 
 def _default_namespace() -> str:
@@ -212,3 +250,52 @@ def use(name: str, amount: int = 1, namespace: str | None = None, by: str = "") 
     from . import kube
 
     return consume(kube.custom(), namespace or _default_namespace(), name, amount, by=by)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What charging a set of costs did: all charged (ok) or none (the first refusal's message)."""
+
+    ok: bool
+    message: str = ""
+    charged: tuple[tuple[str, str, int], ...] = ()  # (quota, resource, amount)
+    reset_at: datetime | None = None
+
+
+def charge_for(
+    api: client.CustomObjectsApi,
+    namespace: str,
+    labels: dict[str, str],
+    holder: str,
+    costs: list[tuple[str, int]],
+    reason: str = "",
+    quotas: list[dict[str, Any]] | None = None,
+) -> Charge:
+    """Charge `costs` ((resource, amount) pairs) to every Quota of the namespace that selects `labels`, once
+    per holder: all reserved first, then all committed, or all released when one is refused. A retry
+    with the same holder (its caller lost the record of the charge) charges nothing again."""
+    from . import selectors
+
+    if not costs:
+        return Charge(True)
+    if quotas is None:
+        quotas = list(api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL).get("items", []))
+    targets = [
+        (q["metadata"]["name"], resource, amount)
+        for resource, amount in costs
+        for q in quotas
+        if (q.get("spec") or {}).get("resource") == resource and selectors.matches(q["spec"].get("selector"), labels)
+    ]
+    taken: list[str] = []
+    for qname, _, amount in targets:
+        if qname in taken:
+            continue  # one hold per holder and quota
+        grant = reserve(api, namespace, qname, holder, amount, reason)
+        if not grant.granted:
+            for q in taken:
+                release(api, namespace, q, holder)
+            return Charge(False, f"quota {qname}: {grant.message}", reset_at=grant.reset_at)
+        taken.append(qname)
+    for qname in taken:
+        commit(api, namespace, qname, holder)
+    return Charge(True, charged=tuple(targets))

@@ -4,14 +4,30 @@
 resourceVersion, start over on 409), so every function here must be deterministic in its inputs.
 
 Ledger fields (written by clients and the operator): used, reserved, remaining, windowStart,
-resetAt, windowSpec, reservations, lastReset. Conditions and observedGeneration are the operator's.
+resetAt, windowSpec, reservations, committed, lastReset. Conditions and observedGeneration are the
+operator's. Only the operator may start a window (initialise, roll over, reshape) or forget a
+committed holder: the admission policy manifests/admission/quota-status.yaml refuses those writes
+from anyone else, and `apply(..., may_roll=False)` is how a client computes without them.
+
+Idempotency per holder. A holder (e.g. `AgentTask/<name>/<uid>/<move>/<round>`) is reserved, then
+committed or released. `committed` remembers the holders already charged, so a retried Reserve or
+Commit (the caller's own record of the commit was lost: killed, 409, a second operator) charges
+nothing twice, in this window or after a reset. The memory is bounded without ever evicting an
+entry: an entry is only added by a Commit, which removes that holder's reservation, and a Reserve is
+refused while `len(reservations) + len(committed) >= MAX_HOLDS`; so that sum never grows past
+MAX_HOLDS by any operation (Consume/Check/Settle/Release/AnnounceReset do not add to either list).
+Entries leave only through `Forget`, which the operator sends for holders that can no longer be
+retried (`forgettable`: the task recorded a later round, or is gone, and COMMIT_GRACE passed; other
+holders after COMMIT_MEMORY). So a quota sustains MAX_HOLDS task commits per COMMIT_GRACE (about 8
+a second) and any burst up to MAX_HOLDS; beyond, reservations are refused ("retry shortly") until
+the operator forgets older ones.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .conditions import get_condition, set_condition
@@ -28,8 +44,15 @@ from .quotawindow import (
 )
 from .timeutil import format_time, parse_time
 
-LEDGER_KEYS = ("used", "reserved", "remaining", "windowStart", "resetAt", "windowSpec", "reservations", "lastReset")
+LEDGER_KEYS = (
+    "used", "reserved", "remaining", "windowStart", "resetAt", "windowSpec", "reservations", "committed", "lastReset",
+)
+WINDOW_KEYS = ("windowStart", "resetAt", "windowSpec", "lastReset")  # the operator's alone (admission)
 MAX_RESERVATIONS = 256  # bounded: status must stay small; beyond it reserve refuses
+MAX_HOLDS = 512  # reservations + remembered commits; beyond it reserve refuses (see the module doc)
+COMMIT_MEMORY = timedelta(minutes=30)  # how long a commit of a holder that is not an AgentTask is remembered
+COMMIT_GRACE = timedelta(seconds=60)  # a task holder is remembered at least this long (see forgettable)
+TASK_HOLDER = "AgentTask/"
 MAX_LIMIT = 10**15  # below 2**53 so every client's JSON numbers stay exact
 
 
@@ -111,6 +134,13 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Forget:
+    """Drop remembered commits of holders that can no longer be retried (the operator's write)."""
+
+    holders: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Check:
     """Would `amount` be granted now? Never writes anything."""
 
@@ -131,7 +161,7 @@ class AnnounceReset:
     window_start: str
 
 
-Op = Consume | Reserve | Commit | Release | Check | Settle | AnnounceReset
+Op = Consume | Reserve | Commit | Release | Check | Settle | AnnounceReset | Forget
 
 
 @dataclass(frozen=True)
@@ -163,7 +193,7 @@ class Result:
 def _who(op: Op) -> str:
     if isinstance(op, Settle):
         return op.by
-    if isinstance(op, AnnounceReset):
+    if isinstance(op, AnnounceReset | Forget):
         return "operator"
     if isinstance(op, Consume):
         return f"client:{op.by}" if op.by else "client"
@@ -182,6 +212,7 @@ def settle(v: QuotaView, status: dict[str, Any], now: datetime,
     led: dict[str, Any] = {k: copy.deepcopy(status[k]) for k in LEDGER_KEYS if k in status}
     led["used"] = int(led.get("used") or 0)
     led["reservations"] = list(led.get("reservations") or [])
+    led["committed"] = list(led.get("committed") or [])
     window: Window | None = window_at(v.window, v.time_zone, now, v.anchor)
     assert window is not None
     start, reset_at = parse_time(led.get("windowStart")), parse_time(led.get("resetAt"))
@@ -231,9 +262,31 @@ def _summary(v: QuotaView, led: dict[str, Any]) -> str:
     return f"({led['used']}/{v.limit} {v.resource} used, {led['reserved']} reserved); resets at {led['resetAt']}"
 
 
-def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime) -> Result:
-    """Apply one operation to a Quota's status as of `now`."""
+def _committed(led: dict[str, Any], holder: str) -> dict[str, Any] | None:
+    return next((c for c in led["committed"] if c["holder"] == holder), None)
+
+
+def held_and_remembered(led: dict[str, Any]) -> int:
+    return len(led.get("reservations") or []) + len(led.get("committed") or [])
+
+
+def window_pending(status: dict[str, Any], led: dict[str, Any]) -> bool:
+    """Whether settling changed the window (first write, rollover, reshape): the operator's write."""
+    return any(led.get(k) != status.get(k) for k in WINDOW_KEYS)
+
+
+def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime, may_roll: bool = True) -> Result:
+    """Apply one operation to a Quota's status as of `now`.
+
+    `may_roll=False` (a client the admission policy does not let start windows): when the window must
+    be started or rolled over first, nothing is granted or written and the message says so
+    (`WindowPending`); the operator does it at resetAt.
+    """
     led, rolled = settle(v, status, now, _who(op))
+    if not may_roll and not isinstance(op, Check) and window_pending(status, led):
+        return Result(status=led, patch={}, granted=False, over_limit=False, rolled=None,
+                      message=f"WindowPending: the window ending {status.get('resetAt') or '(not started)'} "
+                              f"is started anew by the operator; retry shortly")
     granted, over, message = True, False, ""
     if isinstance(op, Consume | Check):
         d = decide(v.limit, led["used"], led["reserved"], op.amount, v.enforcement)
@@ -246,10 +299,16 @@ def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime) -> Result
             message += f" over the {v.enforcement.lower()} limit"
     elif isinstance(op, Reserve):
         mine = next((r for r in led["reservations"] if r["holder"] == op.holder), None)
-        if mine is not None:
+        done = _committed(led, op.holder)
+        if done is not None:
+            message = f"already committed {done['amount']} for {op.holder}"  # a retry: charged once
+        elif mine is not None:
             message = f"already reserved {mine['amount']} for {op.holder}"  # idempotent per holder
-        elif len(led["reservations"]) >= MAX_RESERVATIONS:
-            granted, message = False, f"TooManyReservations: {MAX_RESERVATIONS} reservations outstanding"
+        elif len(led["reservations"]) >= MAX_RESERVATIONS or held_and_remembered(led) >= MAX_HOLDS:
+            granted = False
+            message = (f"TooManyReservations: {len(led['reservations'])} reservations outstanding and "
+                       f"{len(led['committed'])} recent commits remembered (at most {MAX_RESERVATIONS} and "
+                       f"{MAX_HOLDS} in all); retry shortly")
         else:
             d = decide(v.limit, led["used"], led["reserved"], op.amount, v.enforcement)
             granted, over = d.granted, d.over_limit
@@ -262,15 +321,22 @@ def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime) -> Result
                 message = d.reason
     elif isinstance(op, Commit | Release):
         mine = next((r for r in led["reservations"] if r["holder"] == op.holder), None)
-        if mine is None:
-            message = f"no reservation held by {op.holder}"  # already committed or released: idempotent
+        done = _committed(led, op.holder)
+        if done is not None:
+            message = f"already committed {done['amount']} for {op.holder}"  # idempotent, even after a reset
+        elif mine is None:
+            message = f"no reservation held by {op.holder}"  # already released (or never held): idempotent
         else:
             led["reservations"].remove(mine)
             if isinstance(op, Commit):
                 led["used"] += int(mine["amount"])
+                led["committed"].append({"holder": op.holder, "amount": int(mine["amount"]), "at": format_time(now)})
                 message = f"committed {mine['amount']} for {op.holder}"
             else:
                 message = f"released {mine['amount']} for {op.holder}"
+    elif isinstance(op, Forget):
+        gone = set(op.holders)
+        led["committed"] = [c for c in led["committed"] if c["holder"] not in gone]
     elif isinstance(op, AnnounceReset):
         last = led.get("lastReset")
         granted = bool(last and not last.get("eventRecorded") and last.get("windowStart") == op.window_start)
@@ -280,6 +346,76 @@ def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime) -> Result
     message = f"{message} {_summary(v, led)}" if message else _summary(v, led)
     patch = {} if isinstance(op, Check) else _patch(status, led)
     return Result(status=led, patch=patch, granted=granted, over_limit=over, message=message, rolled=rolled)
+
+
+# ---- holders that are done with --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What the ledger needs of an AgentTask to judge its holders."""
+
+    uid: str
+    transitions: int
+
+
+def parse_task_holder(holder: str) -> tuple[str, str, str, int] | None:
+    """`AgentTask/<name>/<uid>/<move>/<round>` -> (name, uid, move, round); None for other holders."""
+    if not holder.startswith(TASK_HOLDER):
+        return None
+    parts = holder.split("/")
+    if len(parts) != 5 or not parts[4].isdigit():
+        return None
+    return parts[1], parts[2], parts[3], int(parts[4])
+
+
+def _task_done_with(holder: str, tasks: dict[str, TaskView]) -> bool | None:
+    """True: this task holder can never be reserved or committed again (task gone, or it recorded a later
+    round: holders carry the round they were taken in). None: not a task holder."""
+    parsed = parse_task_holder(holder)
+    if parsed is None:
+        return None
+    name, uid, _, round_ = parsed
+    t = tasks.get(name)
+    return t is None or t.uid != uid or t.transitions > round_
+
+
+def _age_needed(holder: str, grace: timedelta) -> timedelta:
+    return grace if parse_task_holder(holder) else COMMIT_MEMORY
+
+
+def forgettable(status: dict[str, Any], tasks: dict[str, TaskView], now: datetime,
+                grace: timedelta = COMMIT_GRACE) -> tuple[str, ...]:
+    """Remembered commits that no retry can reach any more: safe to forget.
+
+    A task holder: its task recorded a later round (or is gone), and COMMIT_GRACE has passed, so that a
+    reconcile working from a view of the task older than that (a watch cache that lags, a second
+    operator, a paused process) still finds the commit. Other holders: after COMMIT_MEMORY.
+    """
+    out = []
+    for c in status.get("committed") or []:
+        at_ = parse_time(c.get("at"))
+        old = at_ is None or now - at_ >= _age_needed(c["holder"], grace)
+        done = _task_done_with(c["holder"], tasks)
+        if old and done is not False:
+            out.append(c["holder"])
+    return tuple(out)
+
+
+def next_forget_in(status: dict[str, Any], now: datetime, grace: timedelta = COMMIT_GRACE) -> float | None:
+    """Seconds until the youngest-to-mature remembered commit is old enough to be forgotten (0: one is
+    already; None: nothing remembered)."""
+    waits = []
+    for c in status.get("committed") or []:
+        at_ = parse_time(c.get("at"))
+        waits.append(0.0 if at_ is None else max(0.0, (at_ + _age_needed(c["holder"], grace) - now).total_seconds()))
+    return min(waits) if waits else None
+
+
+def stale_reservations(status: dict[str, Any], tasks: dict[str, TaskView]) -> list[dict[str, Any]]:
+    """Task reservations no reconcile will ever commit or release: the task is gone, or it recorded a later
+    round (the move was given up and the task's own record of the hold was lost)."""
+    return [r for r in status.get("reservations") or [] if _task_done_with(r["holder"], tasks)]
 
 
 # ---- conditions ------------------------------------------------------------------------------

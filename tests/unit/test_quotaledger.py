@@ -248,6 +248,7 @@ def test_ledger_matches_a_reference_model(ops: list[tuple[str, int, int, int]], 
     """Random operations across window resets against a straightforward model of the ledger."""
     obj = quota(limit=limit, window="1h", enforcement=enforcement)
     used, held, window = 0, {}, 0
+    committed: set[str] = set()  # a holder is charged once, ever (retries are no-ops)
     now = at(0)
     for kind, amount, h, advance in ops:
         now += timedelta(minutes=advance)
@@ -261,7 +262,7 @@ def test_ledger_matches_a_reference_model(ops: list[tuple[str, int, int, int]], 
             used += amount if res.granted else 0
         elif kind == "reserve":
             res = run(obj, ql.Reserve(holder, amount), now)
-            if holder in held:
+            if holder in held or holder in committed:
                 assert res.granted
             else:
                 assert res.granted == (fits or enforcement == "Soft")
@@ -269,6 +270,8 @@ def test_ledger_matches_a_reference_model(ops: list[tuple[str, int, int, int]], 
                     held[holder] = amount
         elif kind == "commit":
             run(obj, ql.Commit(holder), now)
+            if holder in held:
+                committed.add(holder)
             used += held.pop(holder, 0)
         elif kind == "release":
             run(obj, ql.Release(holder), now)
@@ -278,6 +281,7 @@ def test_ledger_matches_a_reference_model(ops: list[tuple[str, int, int, int]], 
         s = obj["status"]
         assert (s["used"], s["reserved"]) == (used, sum(held.values()))
         assert {r["holder"]: r["amount"] for r in s["reservations"]} == held
+        assert {c["holder"] for c in s.get("committed", [])} == committed
         assert s["remaining"] == max(0, limit - used - sum(held.values()))
         if enforcement == "Hard":
             assert s["used"] + s["reserved"] <= limit

@@ -208,6 +208,7 @@ def _quota_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: 
     if freed or _spec_changed(old, new):
         for key in task.tasks_waiting_for_quota(ns):
             runtime.enqueue(*key)
+        runtime.enqueue(task.ASSIGN, ns, "", delay=task.ASSIGN_DEBOUNCE_SECONDS)
 
 
 listen("quotas", _quota_changed)

@@ -9,7 +9,8 @@ resetAt in the past and rolls the window over, counting the windows that elapsed
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import kube, quota_client
@@ -21,6 +22,9 @@ from ..timeutil import parse_time
 log = logging.getLogger(__name__)
 PLURAL = "quotas"
 AFTER_RESET = 0.05  # seconds past resetAt to wake up, so the boundary has certainly passed
+# How long a task's commit is remembered at least (quotaledger.COMMIT_GRACE); shorter only for tests.
+GRACE = timedelta(seconds=float(os.environ.get("AGENTOPS_QUOTA_COMMIT_GRACE_SECONDS", "60")))
+TIDY_IDLE = 30.0  # seconds between looks while remembered commits wait for their task; see _tidy_again
 
 
 @register(PLURAL)
@@ -39,7 +43,7 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     if out.result and out.result.rolled and ql.worth_announcing(out.result.rolled):
         kube.emit_event(obj, "Normal", "QuotaReset", ql.reset_message(out.result.rolled))
     obj = _announce_client_reset(api, obj)
-    obj = _release_orphans(api, obj)
+    obj = _tidy_holders(api, obj, now)
 
     status = obj.get("status") or {}
     conds, events = ql.conditions(v, status, gen, now)
@@ -52,7 +56,15 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     reset_at = parse_time(status.get("resetAt"))
     if reset_at is None:
         return 1.0
-    return max(AFTER_RESET, (reset_at - datetime.now(UTC)).total_seconds() + AFTER_RESET)
+    until_reset = max(AFTER_RESET, (reset_at - datetime.now(UTC)).total_seconds() + AFTER_RESET)
+    return min(until_reset, _tidy_again(status, now)) if status.get("committed") else until_reset
+
+
+def _tidy_again(status: dict[str, Any], now: datetime) -> float:
+    """Remembered commits are forgotten once old enough and their task recorded the move, which brings no
+    Quota event: look again when the next one is old enough, then now and then while any is left."""
+    wait = ql.next_forget_in(status, now, GRACE)
+    return TIDY_IDLE if wait is None or wait <= 0 else wait + AFTER_RESET
 
 
 def _announce_client_reset(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
@@ -69,22 +81,43 @@ def _announce_client_reset(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
     return out.obj
 
 
-def _release_orphans(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
-    """Release reservations of AgentTasks that no longer exist (deleted mid-move), or they leak forever."""
-    meta = obj["metadata"]
-    held = (obj.get("status") or {}).get("reservations") or []
-    task_holders = [r["holder"] for r in held if r["holder"].startswith("AgentTask/")]
-    if not task_holders:
+def _task_views(ns: str, holders: list[str]) -> dict[str, ql.TaskView]:
+    """The tasks named by task holders, as the ledger needs them (missing ones are absent)."""
+    wanted = {p[0] for h in holders if (p := ql.parse_task_holder(h))}
+    if not wanted:
+        return {}
+    # From the watch-fed cache: a task absent there is deleted (or not yet seen; the cache is primed
+    # before any reconcile runs, so only a task created in the last moments could be missed, and its
+    # holds are younger than the grace period the ledger keeps them for).
+    found = [t for n in sorted(wanted) if (t := store.peek("agenttasks", ns, n)) is not None]
+    return {
+        t["metadata"]["name"]: ql.TaskView(t["metadata"]["uid"], int((t.get("status") or {}).get("transitions") or 0))
+        for t in found
+    }
+
+
+def _tidy_holders(api: Any, obj: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Release reservations no task will ever settle (task deleted mid-move, or it moved on and its own
+    record of the hold was lost), and forget remembered commits no retry can reach any more."""
+    meta, status = obj["metadata"], obj.get("status") or {}
+    holders = [r["holder"] for r in status.get("reservations") or []] + [
+        c["holder"] for c in status.get("committed") or []
+    ]
+    if not holders:
         return obj
-    alive = {(t["metadata"]["name"], t["metadata"]["uid"]) for t in store.list("agenttasks", meta["namespace"])}
-    orphans = [r for r in held if r["holder"] in task_holders and tuple(r["holder"].split("/")[1:3]) not in alive]
-    for r in orphans:
+    tasks = _task_views(meta["namespace"], holders)
+    stale = ql.stale_reservations(status, tasks)
+    for r in stale:
         quota_client.release(api, meta["namespace"], meta["name"], r["holder"])
-        task = r["holder"].split("/")[1]
-        kube.emit_event(obj, "Normal", "QuotaReleased", f"released {r['amount']} held by deleted AgentTask {task}")
-    if not orphans:
-        return obj
-    return store.get(PLURAL, meta["namespace"], meta["name"]) or obj
+        name = (ql.parse_task_holder(r["holder"]) or ("?",))[0]
+        why = "deleted" if name not in tasks else "that moved on"
+        kube.emit_event(obj, "Normal", "QuotaReleased", f"released {r['amount']} held by {why} AgentTask {name}")
+    if stale:
+        obj = kube.get_custom(PLURAL, meta["namespace"], meta["name"]) or obj
+    done = ql.forgettable(obj.get("status") or {}, tasks, now, GRACE)
+    if done:
+        obj = quota_client.forget(api, obj, done).obj
+    return obj
 
 
 def _invalid(obj: dict[str, Any], message: str, now: datetime) -> None:

@@ -30,6 +30,7 @@ PLURAL = "agenttasks"
 ASSIGN = "assign"  # the per-namespace assignment pass, a work item of its own
 ASSIGN_DEBOUNCE_SECONDS = 0.05  # a burst of task events brings one pass, not one per event
 JOB_POLL_SECONDS = 30.0  # a safety net: gate Job changes arrive through the watch
+BACKLOG_POLL_SECONDS = 5.0
 MAX_HANDOFFS = 20
 # Status must stay far below etcd's 1.5 MB object limit: history copies are truncated (the full text
 # stays in spec and in the Events).
@@ -537,6 +538,30 @@ def _commit_all(pend: Pending, key: str) -> None:
     pend.status["reservations"] = []
 
 
+def charge_assignment(pend: Pending, spec: AgentTaskSpec) -> tuple[str, float | None] | None:
+    """Costs on phase Assigned, charged when the task is assigned (no gates, so reserve and commit at once).
+
+    Once per (task uid, Backlog->Assigned, round): a pass that charged but lost its status write charges
+    nothing again. None when charged or free; else why not, and when to try again.
+    """
+    from .. import quota_client
+
+    costs = [(c.resource, c.amount) for c in spec.costs if c.phase == Phase.ASSIGNED.value]
+    if not costs:
+        return None
+    meta = pend.obj["metadata"]
+    key = transition_key(Phase.BACKLOG, Phase.ASSIGNED)
+    holder = _holder(pend.obj, key, int(pend.status.get("transitions", 0)))
+    got = quota_client.charge_for(kube.custom(), meta["namespace"], meta.get("labels") or {}, holder, costs,
+                                  reason=f"{meta['name']}: {key}")
+    if not got.ok:
+        retry = max(1.0, (got.reset_at - pend.now).total_seconds() + 1) if got.reset_at else BACKLOG_POLL_SECONDS
+        return got.message, retry
+    for qname, resource, amount in got.charged:
+        pend.events.append(("Normal", "QuotaCommitted", f"{amount} {resource} used in {qname}"))
+    return None
+
+
 # ---- recording a transition ------------------------------------------------------------------
 
 
@@ -726,6 +751,10 @@ def assign_namespace(ns: str, _name: str = "") -> float | None:
         pend = Pending(obj, copy.deepcopy(obj.get("status") or {}), now)
         spec = AgentTaskSpec.model_validate(obj["spec"])
         _initialise(pend)
+        refused = charge_assignment(pend, spec)
+        if refused is not None:
+            _assignment_refused(pend, *refused)
+            continue
         pend.status["assignee"] = agent_name
         stage = taskflow.stage_for(spec.pipeline, Phase.ASSIGNED)
         if stage:
@@ -742,6 +771,14 @@ def assign_namespace(ns: str, _name: str = "") -> float | None:
         pend.condition("Assigned", False, "NoAgentAvailable", why)
         _write_or_skip(pend)
     return None
+
+
+def _assignment_refused(pend: Pending, message: str, retry: float | None) -> None:
+    """A cost on Assigned that the quota refuses: the task waits in Backlog, saying why, and the
+    namespace's assignment pass tries again (at the quota's reset, or when quota is freed)."""
+    pend.condition("Assigned", False, "QuotaExceeded", message, "Warning")
+    _write_or_skip(pend)
+    runtime.enqueue(ASSIGN, pend.obj["metadata"]["namespace"], "", delay=retry or BACKLOG_POLL_SECONDS)
 
 
 def _initialise(pend: Pending) -> None:

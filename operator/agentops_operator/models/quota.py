@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..quotaledger import MAX_LIMIT, MAX_RESERVATIONS
+from ..quotaledger import MAX_HOLDS, MAX_LIMIT, MAX_RESERVATIONS
 from ..quotawindow import WINDOW_PATTERN
 from .base import Condition, CRDInfo, K8sModel, LabelSelector, PrinterColumn, conditions_field
 
@@ -57,6 +57,12 @@ class QuotaReservation(K8sModel):
     reason: str = Field(default="", description="Why (the move it is for).", max_length=256)
 
 
+class QuotaCommit(K8sModel):
+    holder: str = Field(description="The holder whose reservation was committed.", max_length=512)
+    amount: int = Field(ge=1, description="Units it charged (once).")
+    at: datetime = Field(description="When it was committed.")
+
+
 class QuotaReset(K8sModel):
     at: datetime = Field(description="When the reset was written.")
     window_start: datetime = Field(description="Start of the window it opened.")
@@ -79,6 +85,16 @@ class QuotaStatus(K8sModel):
         default_factory=list,
         description="Outstanding reservations, one per holder; they survive resets and commit into the new window.",
         max_length=MAX_RESERVATIONS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["holder"]},
+    )
+    committed: list[QuotaCommit] = Field(
+        default_factory=list,
+        description=(
+            "Holders recently committed, so that a retried reserve or commit of the same holder charges nothing "
+            "twice (also across resets). The operator forgets an entry once no retry can reach it; reservations "
+            f"plus these never exceed {MAX_HOLDS}."
+        ),
+        max_length=MAX_HOLDS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["holder"]},
     )
     last_reset: QuotaReset | None = Field(default=None, description="The latest reset.")
