@@ -43,8 +43,8 @@ cluster-down: ## delete the local cluster
 	hack/cluster-down.sh
 
 .PHONY: crds
-crds: setup ## regenerate crds/ (and the Helm chart's identical copy) from the pydantic models
-	$(PY) -m agentops_operator.crdgen --out crds --helm-out helm/agentops/crds
+crds: setup ## regenerate crds/ and the Helm chart's CRD templates from the pydantic models
+	$(PY) -m agentops_operator.crdgen --out crds --helm-out helm/agentops/templates/crds
 
 .PHONY: plugin
 plugin: setup ## link the kubectl plugin into .cluster/bin so `kubectl agentops ...` works
