@@ -43,8 +43,9 @@ cluster-down: ## delete the local cluster
 	hack/cluster-down.sh
 
 .PHONY: crds
-crds: setup ## regenerate crds/ and the Helm chart's CRD templates from the pydantic models
+crds: setup ## regenerate crds/ and the Helm chart's CRD templates from the models, argocd-cm from the Lua files
 	$(PY) -m agentops_operator.crdgen --out crds --helm-out helm/agentops/templates/crds
+	$(PY) -m agentops_operator.argocdgen
 
 .PHONY: plugin
 plugin: setup ## link the kubectl plugin into .cluster/bin so `kubectl agentops ...` works
@@ -61,9 +62,16 @@ install: setup cluster-up plugin ## apply CRDs, RBAC and admission policies to t
 lint: setup ## ruff
 	$(VENV)/bin/ruff check operator tests bench
 	$(PY) -m agentops_operator.crdgen --check --out crds
+	$(PY) -m agentops_operator.argocdgen --check
+
+.PHONY: deps
+deps: ## system packages the unit tests use (Debian's Lua 5.1 and 5.4, for the Argo CD health checks)
+	@command -v lua5.1 >/dev/null && command -v lua5.4 >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends lua5.1 lua5.4; }
 
 .PHONY: unit
-unit: setup ## unit tests (no cluster)
+unit: setup deps ## unit tests (no cluster)
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
 .PHONY: e2e-deps
@@ -77,7 +85,7 @@ e2e: install e2e-deps ## e2e tests against the cluster
 	$(VENV)/bin/pytest tests/e2e -q $(PYTEST_ARGS)
 
 .PHONY: test
-test: setup lint unit e2e ## everything CI runs
+test: setup deps lint unit e2e ## everything CI runs
 
 .PHONY: operator-bg
 operator-bg: install
