@@ -81,7 +81,7 @@ e2e-deps: ## system packages the e2e tests use (Debian's prometheus, for the Age
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus; }
 
 .PHONY: e2e
-e2e: install e2e-deps ## e2e tests against the cluster
+e2e: install e2e-deps deps ## e2e tests against the cluster
 	$(VENV)/bin/pytest tests/e2e -q $(PYTEST_ARGS)
 
 .PHONY: test

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from agentops_operator import quota_client
+
 from ..unit.argocd_lua import INTERPRETERS, health
 from .agentutil import NOT_READY, create_agent, get_agent, patch_spec, wait_agent
 from .kubeutil import ROOT, apply, kget, kubectl, wait_for
@@ -32,6 +34,12 @@ def sample(obj: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
             "metadata": {"name": meta["name"], "generation": meta["generation"]},
             "spec": obj.get("spec") or {}, "status": obj.get("status") or {}}
+
+
+def move(ns: str, name: str, phase: str, **extra: str) -> None:
+    """What `kubectl agentops task move` sends (a CLI process costs seconds on a busy machine)."""
+    spec = {"requestedPhase": phase, "by": EDITOR, **extra}
+    kubectl("patch", "agenttask", name, "-n", ns, "--type=merge", "-p", json.dumps({"spec": spec}), as_user=EDITOR)
 
 
 def judge(kind: str, name: str, obj: dict[str, Any], want: str, source: str) -> str:
@@ -74,7 +82,7 @@ def test_argocd_health_checks_on_live_objects(team: str, operator) -> None:
     _quota(ns, "q-invalid", resource="tokens", limit=5, timeZone="Mars/Olympus_Mons")
     judge("Quota", "ready", _quota_ready(ns, "q-ok"), "Healthy", src)
     _quota_ready(ns, "q-exhausted")
-    assert quota_cli(ns, "use", "q-exhausted").returncode == 0
+    assert quota_client.use("q-exhausted", 1, namespace=ns, by="test").granted
     exhausted = wait_for(lambda: (q := kget(QUOTAS, "q-exhausted", ns)) and any(
         c["type"] == "Exhausted" and c["status"] == "True" for c in q["status"].get("conditions") or []) and q,
         timeout=30, what="quota exhausted")
@@ -87,11 +95,11 @@ def test_argocd_health_checks_on_live_objects(team: str, operator) -> None:
     judge("AgentTask", "assigned", phase_is(ns, "t-open", "Assigned"), "Progressing", src)
     task(ns, "t-review")  # the default policy: a Job gate into Review, one approval into Done
     phase_is(ns, "t-review", "Assigned")
-    cli(ns, "task", "move", "t-review", "InProgress", as_user=EDITOR)
+    move(ns, "t-review", "InProgress")
     phase_is(ns, "t-review", "InProgress")
-    cli(ns, "task", "move", "t-review", "Review", "--output", "https://git.example/pr/1", as_user=EDITOR)
+    move(ns, "t-review", "Review", output="https://git.example/pr/1")
     phase_is(ns, "t-review", "Review", timeout=90)
-    cli(ns, "task", "move", "t-review", "Done", as_user=EDITOR)
+    move(ns, "t-review", "Done")
     blocked(ns, "t-review", "AwaitingApproval")
     judge("AgentTask", "awaiting-approval", kget("agenttask", "t-review", ns), "Suspended", src)
     task(ns, "t-fail", """  gates:
@@ -103,12 +111,12 @@ def test_argocd_health_checks_on_live_objects(team: str, operator) -> None:
         podAnnotations: {agentops.dev/kwok-fail: "true", agentops.dev/kwok-fail-message: "3 tests failed"}
 """)
     phase_is(ns, "t-fail", "Assigned")
-    cli(ns, "task", "move", "t-fail", "InProgress", as_user=EDITOR)
+    move(ns, "t-fail", "InProgress")
     phase_is(ns, "t-fail", "InProgress")
-    cli(ns, "task", "move", "t-fail", "Review", "--output", "pr/2", as_user=EDITOR)
+    move(ns, "t-fail", "Review", output="pr/2")
     blocked(ns, "t-fail", "GateFailed", timeout=90)
     assert "3 tests failed" in judge("AgentTask", "gate-failed", kget("agenttask", "t-fail", ns), "Degraded", src)
-    cli(ns, "task", "cancel", "t-open", as_user=EDITOR)
+    move(ns, "t-open", "Cancelled")
     judge("AgentTask", "cancelled", phase_is(ns, "t-open", "Cancelled"), "Healthy", src)
 
     # Agents: Healthy, Paused (Suspended), a rollout in progress, and Degraded after a missed deadline.
@@ -123,9 +131,9 @@ def test_argocd_health_checks_on_live_objects(team: str, operator) -> None:
     judge("Agent", "progressing", wait_agent(
         ns, "slow", lambda a: a["status"].get("phase") == "Progressing"
         and a["status"].get("observedGeneration") == a["metadata"]["generation"]), "Progressing", src)
-    create_agent(ns, "stuck", {"type": "rolling", "progressDeadlineSeconds": 3}, replicas=1)
-    patch_spec(ns, "stuck", {"image": "registry.example/agents/coder:hang", "podAnnotations": NOT_READY})
-    degraded = wait_agent(ns, "stuck", lambda a: a["status"].get("phase") == "Degraded", timeout=60)
+    # The same rollout with a deadline it has already missed: rolled back, Degraded.
+    patch_spec(ns, "slow", {"strategy": {"type": "rolling", "progressDeadlineSeconds": 1}})
+    degraded = wait_agent(ns, "slow", lambda a: a["status"].get("phase") == "Degraded", timeout=60)
     assert "ProgressDeadlineExceeded" in judge("Agent", "degraded", degraded, "Degraded", src)
     # A spec change the operator has not observed yet is Progressing, whatever the phase says.
     stale = get_agent(ns, "steady")
