@@ -1,9 +1,10 @@
 """The chart owns the CRDs: `helm upgrade` changes them, `helm uninstall` keeps them (and the objects).
 
 The cluster's CRDs were applied by `make install` (kubectl apply --server-side -f crds/), as a user
-who installed from crds/ before moving to the chart has them: the test adopts them into a release
-(README: "Moving from crds/ to the chart"), upgrades the release with a chart whose Quota CRD has
-one more printer column, upgrades back, uninstalls, and finally gives the CRDs back to `make install`
+of the previous chart (CRDs in its crds/ directory, which Helm installs once and never owns) has
+them. The test installs that previous chart, upgrades to this one (refused until the CRDs are
+adopted with --take-ownership, as README says), upgrades to a chart whose Quota CRD has one more
+printer column, upgrades back, uninstalls, and finally gives the CRDs back to `make install`
 exactly as they were (other tests of the session and later sessions use them).
 """
 
@@ -44,11 +45,26 @@ def columns(name: str) -> list[str]:
     return [c["name"] for c in crd(name)["spec"]["versions"][0]["additionalPrinterColumns"]]
 
 
-def adopt(release: str, ns: str) -> None:
-    """What a user does once to hand CRDs applied from crds/ over to a release."""
-    kubectl("label", "crd", *CRDS, "app.kubernetes.io/managed-by=Helm", "--overwrite")
-    kubectl("annotate", "crd", *CRDS, f"meta.helm.sh/release-name={release}", f"meta.helm.sh/release-namespace={ns}",
-            "--overwrite")
+def previous_chart(tmp: Path) -> Path:
+    """The chart as it was before the CRDs became templates: the same CRDs in crds/, version 0.0.9."""
+    chart = tmp / "previous" / "agentops"
+    shutil.copytree(CHART, chart)
+    shutil.rmtree(chart / "templates" / "crds")
+    (chart / "crds").mkdir()
+    for path in CRD_FILES:
+        shutil.copy(path, chart / "crds" / path.name)
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    (chart / "Chart.yaml").write_text((chart / "Chart.yaml").read_text().replace(
+        f"version: {meta['version']}", "version: 0.0.9"))
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    values.pop("crds")  # the previous chart had no such values
+    (chart / "values.yaml").write_text(yaml.safe_dump(values))
+    schema = json.loads((chart / "values.schema.json").read_text())
+    schema["properties"].pop("crds")
+    (chart / "values.schema.json").write_text(json.dumps(schema))
+    for notes in [chart / "templates" / "NOTES.txt"]:
+        notes.write_text("previous chart\n")
+    return chart
 
 
 def give_back_to_make_install(owners: dict[str, list[dict[str, Any]]]) -> None:
@@ -91,8 +107,13 @@ def test_helm_upgrade_updates_crds_and_uninstall_keeps_them(ns: str, tmp_path: P
     before = {name: c["spec"] for name, c in live.items()}
     owners = {name: c["metadata"]["managedFields"] for name, c in live.items()}
     try:
-        adopt(release, ns)
-        helm("install", release, str(CHART), *install_args(ns))
+        # The previous chart: its crds/ exist already, so Helm skips them and they stay unowned.
+        helm("install", release, str(previous_chart(tmp_path)), *install_args(ns))
+        assert not set(HELM_ANNOTATIONS) & set(crd(QUOTAS)["metadata"].get("annotations") or {})
+        # Upgrading to CRD templates needs the existing CRDs adopted, once.
+        refused = helm("upgrade", release, str(CHART), *install_args(ns), check=False)
+        assert refused.returncode != 0 and "invalid ownership metadata" in refused.stderr, refused.stderr
+        helm("upgrade", release, str(CHART), *install_args(ns), "--take-ownership")
         for name, c in all_crds().items():
             assert c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
             assert c["metadata"]["annotations"]["meta.helm.sh/release-name"] == release
