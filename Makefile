@@ -43,8 +43,9 @@ cluster-down: ## delete the local cluster
 	hack/cluster-down.sh
 
 .PHONY: crds
-crds: setup ## regenerate crds/ (and the Helm chart's identical copy) from the pydantic models
-	$(PY) -m agentops_operator.crdgen --out crds --helm-out helm/agentops/crds
+crds: setup ## regenerate crds/ and the Helm chart's CRD templates from the models, argocd-cm from the Lua files
+	$(PY) -m agentops_operator.crdgen --out crds --helm-out helm/agentops/templates/crds
+	$(PY) -m agentops_operator.argocdgen
 
 .PHONY: plugin
 plugin: setup ## link the kubectl plugin into .cluster/bin so `kubectl agentops ...` works
@@ -63,9 +64,16 @@ lint: setup ## ruff, CRD freshness, import-linter (layering contracts in pyproje
 	$(PY) -m agentops_operator.crdgen --check --out crds
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+	$(PY) -m agentops_operator.argocdgen --check
+
+.PHONY: deps
+deps: ## system packages the unit tests use (Debian's Lua 5.1 and 5.4, for the Argo CD health checks)
+	@command -v lua5.1 >/dev/null && command -v lua5.4 >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends lua5.1 lua5.4; }
 
 .PHONY: unit
-unit: setup ## unit tests (no cluster)
+unit: setup deps ## unit tests (no cluster)
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
 .PHONY: e2e-deps
@@ -75,20 +83,19 @@ e2e-deps: ## system packages the e2e tests use (Debian's prometheus, for the Age
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus; }
 
 .PHONY: e2e
-e2e: install e2e-deps ## e2e tests against the cluster
+e2e: install e2e-deps deps ## e2e tests against the cluster
 	$(VENV)/bin/pytest tests/e2e -q $(PYTEST_ARGS)
 
 .PHONY: scale
 scale: install ## bounded scale test of the core loop (1,000 tasks): idle API load, writes per transition
 	$(VENV)/bin/pytest tests/scale -q -s $(PYTEST_ARGS)
 
-.PHONY: test
 .PHONY: chaos
 chaos: install ## operator SIGKILLs, a second operator and an API-server restart under task lifecycles (CHAOS_TASKS, CHAOS_KILLS)
 	$(VENV)/bin/pytest tests/chaos -q $(PYTEST_ARGS)
 
 .PHONY: test
-test: setup lint unit e2e chaos scale ## everything CI runs
+test: setup deps lint unit e2e chaos scale ## everything CI runs
 
 .PHONY: operator-bg
 operator-bg: install

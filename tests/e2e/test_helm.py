@@ -105,10 +105,11 @@ def test_helm_template_restricted_least_privilege_and_mirrors_manifests() -> Non
     vapb = by_kind(docs, "ValidatingAdmissionPolicyBinding")["r-agentops-task-identity"]
     assert vapb["spec"] == {"policyName": "r-agentops-task-identity", "validationActions": ["Deny"]}
 
-    # Cluster-scoped names carry the release and never equal a manifests/ name.
+    # Cluster-scoped names carry the release and never equal a manifests/ name (CRDs excepted: their
+    # names are the API's, one set per cluster; see test_chart_crds_are_the_generated_ones).
     fixed = {d["metadata"]["name"] for d in want if "namespace" not in d["metadata"]}
     for d in docs:
-        if "namespace" not in d["metadata"]:
+        if "namespace" not in d["metadata"] and d["kind"] != "CustomResourceDefinition":
             assert d["metadata"]["name"].startswith("r-") and d["metadata"]["name"] not in fixed, d["metadata"]
             assert d["metadata"]["labels"]["app.kubernetes.io/instance"] == "r"
 
@@ -134,10 +135,17 @@ def test_helm_template_toggles() -> None:
 
 
 def test_full_chart_accepted_by_api_server_beside_manifests(ns: str) -> None:
-    """Server-side dry run: every object, the CEL policy included, is valid and no name collides with
-    the cluster-wide objects `make install` applied from manifests/ (nor between two releases)."""
+    """Server-side dry run: every object, the CEL policy, the NetworkPolicy and the test hook included,
+    is valid and no name collides with the cluster-wide objects `make install` applied from manifests/
+    (nor between two releases). The CRDs exist already (make install): they are checked by
+    test_chart_crds_are_the_generated_ones and tests/e2e/test_helm_crds.py."""
     for release in (f"a{uuid.uuid4().hex[:6]}", f"b{uuid.uuid4().hex[:6]}"):
-        out = helm("template", release, str(CHART), "--namespace", ns, "--kube-version", MIN_KUBE).stdout
+        out = helm("template", release, str(CHART), "--namespace", ns, "--kube-version", MIN_KUBE,
+                   "--set", "crds.install=false,networkPolicy.enabled=true",
+                   "--set", "networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.team=monitoring",
+                   "--set", "networkPolicy.apiServer.cidrs={10.0.0.1/32}").stdout
+        docs = [d for d in yaml.safe_load_all(out) if d]
+        assert {"NetworkPolicy", "Pod"} <= {d["kind"] for d in docs}
         kubectl("create", "--dry-run=server", "-f", "-", input=out)
 
 
@@ -152,7 +160,7 @@ def test_helm_install_and_uninstall(ns: str) -> None:
     release = f"ao-{uuid.uuid4().hex[:6]}"
     sa = f"system:serviceaccount:{ns}:{release}-agentops"
     try:
-        helm("install", release, str(CHART), "--namespace", ns, "--skip-crds",
+        helm("install", release, str(CHART), "--namespace", ns, "--set", "crds.install=false",
              "--set", "admissionPolicies.enabled=false,userRoles.enabled=false",
              "--set", f"watchNamespaces={{{ns}}}")
         # kwok makes the pod Ready; the namespace enforces the restricted Pod Security Standard.
@@ -178,3 +186,108 @@ def test_helm_install_and_uninstall(ns: str) -> None:
     finally:
         # Cluster-scoped objects outlive the namespace: never leave them behind.
         helm("uninstall", release, "--namespace", ns, "--ignore-not-found", check=False)
+
+
+# ---- CRDs, values schema, extension points, helm test, NetworkPolicy ------------------------------------
+
+
+def test_chart_crds_are_the_generated_ones() -> None:
+    """The CRDs the chart renders are crds/ (spec for spec), kept on uninstall by default."""
+    files = sorted(f"crds/{p.name}" for p in (ROOT / "crds").glob("*.yaml"))
+    want = {d["metadata"]["name"]: d for d in manifest_docs(*files)}
+    crds = by_kind(render("r"), "CustomResourceDefinition")
+    assert set(crds) == set(want) and len(crds) == 3
+    for name, crd in crds.items():
+        assert crd["spec"] == want[name]["spec"], name
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        labels = crd["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "agentops" and labels["app.kubernetes.io/instance"] == "r"
+    not_kept = by_kind(render("r", "agentops", "--set", "crds.keep=false"), "CustomResourceDefinition")
+    assert len(not_kept) == 3 and all("annotations" not in c["metadata"] for c in not_kept.values())
+    assert by_kind(render("r", "agentops", "--set", "crds.install=false"), "CustomResourceDefinition") == {}
+
+
+def test_values_schema_refuses_typos_at_every_level(ns: str) -> None:
+    # values.yaml itself validates (helm lint checks it against the schema; see test_helm_lint_is_clean).
+    typos = [  # (--set, the key helm must name)
+        ("imag.tag=x", "imag"),                                              # top level
+        ("image.tga=x", "tga"),                                              # a chart-defined level
+        ("securityContext.readOnlyRootFilesytem=false", "readOnlyRootFilesytem"),  # a Kubernetes type, closed
+        ("networkPolicy.apiServer.cidr=10.0.0.1/32", "cidr"),                # a nested chart level
+        ("crds.kepp=false", "kepp"),
+        ("extraVolumeMounts[0].name=x,extraVolumeMounts[0].mountPath=/x,extraVolumeMounts[0].readonly=true",
+         "readonly"),                                                        # inside a list item
+    ]
+    for typo, key in typos:
+        proc = helm("template", "r", str(CHART), "--kube-version", MIN_KUBE, "--set", typo, check=False)
+        assert proc.returncode != 0, f"--set {typo} was accepted"
+        assert f"additional properties '{key}' not allowed" in proc.stderr, proc.stderr
+    # install refuses it too, before anything reaches the cluster
+    release = f"typo-{uuid.uuid4().hex[:6]}"
+    proc = helm("install", release, str(CHART), "--namespace", ns, "--set", "imag.tag=x", check=False)
+    assert proc.returncode != 0 and "imag" in proc.stderr, proc.stderr
+    assert helm("status", release, "--namespace", ns, check=False).returncode != 0
+    # The correct spellings are accepted.
+    render("r", "agentops", "--set", "image.tag=x,crds.keep=false,securityContext.readOnlyRootFilesystem=true")
+
+
+def test_extra_args_env_volumes_render_into_the_operator_pod() -> None:
+    docs = render("r", "agentops", "--set-json", 'extraArgs=["--history-limit=20"]',
+                  "--set-json", 'extraEnv=[{"name":"HTTPS_PROXY","value":"http://proxy:3128"}]',
+                  "--set-json", 'extraVolumes=[{"name":"ca","configMap":{"name":"corp-ca"}}]',
+                  "--set-json", 'extraVolumeMounts=[{"name":"ca","mountPath":"/etc/ssl/corp","readOnly":true}]')
+    pod = by_kind(docs, "Deployment")["r-agentops"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][-1] == "--history-limit=20" and "--log-format=json" in container["args"]
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in container["env"]
+    assert {"name": "ca", "configMap": {"name": "corp-ca"}} in pod["volumes"]
+    assert {"name": "ca", "mountPath": "/etc/ssl/corp", "readOnly": True} in container["volumeMounts"]
+
+
+def test_helm_test_hook_is_restricted_and_targets_the_service() -> None:
+    docs = render("r")
+    pod = by_kind(docs, "Pod")["r-agentops-test-healthz"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never" and spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    service = by_kind(docs, "Service")["r-agentops-metrics"]
+    health = next(p for p in service["spec"]["ports"] if p["name"] == "health")
+    assert container["command"][-1] == f"http://r-agentops-metrics.agentops.svc:{health['port']}/healthz"
+    assert health["targetPort"] == "health"
+    assert "Pod" not in {d["kind"] for d in render("r", "agentops", "--set", "tests.enabled=false")}
+    assert "Pod" not in {d["kind"] for d in render("r", "agentops", "--set", "metrics.service.enabled=false")}
+
+
+def test_network_policy_is_opt_in_and_narrow() -> None:
+    assert "NetworkPolicy" not in {d["kind"] for d in render("r")}
+    docs = render("r", "agentops", "--set", "networkPolicy.enabled=true",
+                  "--set-json", 'networkPolicy.ingressFrom=[{"namespaceSelector":{"matchLabels":{"team":"mon"}}}]',
+                  "--set-json", 'networkPolicy.extraEgress=[{"to":[{"ipBlock":{"cidr":"10.9.0.0/16"}}],'
+                                '"ports":[{"port":9090}]}]')
+    np = by_kind(docs, "NetworkPolicy")["r-agentops"]["spec"]
+    deploy = by_kind(docs, "Deployment")["r-agentops"]
+    assert np["podSelector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
+    assert np["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = np["ingress"]
+    assert [p["port"] for p in ingress["ports"]] == ["metrics", "health"]
+    assert ingress["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "r", "app.kubernetes.io/component": "test"}}},
+        {"namespaceSelector": {"matchLabels": {"team": "mon"}}},
+    ]
+    test_pod = by_kind(docs, "Pod")["r-agentops-test-healthz"]
+    for key, value in ingress["from"][0]["podSelector"]["matchLabels"].items():
+        assert test_pod["metadata"]["labels"][key] == value  # the helm test pod may reach /healthz
+    dns, api, extra = np["egress"]
+    assert sorted((p["port"], p["protocol"]) for p in dns["ports"]) == [(53, "TCP"), (53, "UDP")]
+    assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                          "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert [p["port"] for p in api["ports"]] == [443, 6443] and "to" not in api
+    assert extra == {"to": [{"ipBlock": {"cidr": "10.9.0.0/16"}}], "ports": [{"port": 9090}]}
+    pinned = by_kind(render("r", "agentops", "--set", "networkPolicy.enabled=true",
+                            "--set", "networkPolicy.apiServer.cidrs={10.0.0.1/32}"), "NetworkPolicy")
+    assert pinned["r-agentops"]["spec"]["egress"][1]["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]

@@ -1,9 +1,10 @@
-"""crds/ is generated from the pydantic models and must not drift."""
+"""crds/ and the chart's CRD templates are generated from the pydantic models and must not drift."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from agentops_operator import crdgen
@@ -17,14 +18,62 @@ def test_crds_directory_is_fresh() -> None:
         "crds/ is stale: run `make crds`"
 
 
-def test_helm_chart_crds_are_identical_copies() -> None:
-    helm_crds = ROOT / "helm" / "agentops" / "crds"
-    assert crdgen.main(["--check", "--out", str(ROOT / "crds"), "--helm-out", str(helm_crds)]) == 0, \
-        "helm/agentops/crds/ is stale: run `make crds`"
-    ours = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
-    chart = {p.name: p.read_bytes() for p in helm_crds.glob("*.yaml")}
-    assert sorted(chart) == sorted(ours), "helm/agentops/crds/ must hold exactly the files of crds/"
-    assert chart == ours
+HELM_CRDS = ROOT / "helm" / "agentops" / "templates" / "crds"
+
+
+def _strip_template(text: str) -> str:
+    """The YAML a template renders with crds.install=true and crds.keep=true, minus the include line."""
+    keep = []
+    for line in text.splitlines():
+        action = line.strip()
+        if action.startswith("{{") and action.endswith("}}"):
+            continue  # whole-line actions: the header, if/end, the labels include
+        assert "{{" not in line, f"unexpected inline template action: {line}"
+        keep.append(line)
+    return "\n".join(keep)
+
+
+def test_helm_chart_crd_templates_are_generated_from_the_models() -> None:
+    assert crdgen.main(["--check", "--out", str(ROOT / "crds"), "--helm-out", str(HELM_CRDS)]) == 0, \
+        "helm/agentops/templates/crds/ is stale: run `make crds`"
+    ours = {p.name: yaml.safe_load(p.read_text()) for p in (ROOT / "crds").glob("*.yaml")}
+    chart = {p.name: p.read_text() for p in HELM_CRDS.glob("*.yaml")}
+    assert sorted(chart) == sorted(ours), "helm/agentops/templates/crds/ must hold exactly the CRDs of crds/"
+    for name, text in chart.items():
+        lines = text.splitlines()
+        assert lines[1] == "{{- if .Values.crds.install }}" and lines[-1] == "{{- end }}", name
+        doc = yaml.safe_load(_strip_template(text))
+        want = ours[name]
+        for key in ("apiVersion", "kind", "spec"):
+            assert doc[key] == want[key], (name, key)
+        assert doc["metadata"]["name"] == want["metadata"]["name"]
+        assert doc["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        # The keep policy is behind crds.keep; the chart's labels include crds/'s part-of label.
+        i = lines.index("    helm.sh/resource-policy: keep")
+        assert lines[i - 3] == "  {{- if .Values.crds.keep }}" and lines[i + 1] == "  {{- end }}", name
+        assert '{{- include "agentops.baseLabels" . | nindent 4 }}' in text
+    helpers = (ROOT / "helm" / "agentops" / "templates" / "_helpers.tpl").read_text()
+    base = helpers[helpers.index('define "agentops.baseLabels"'):]
+    for key, value in next(iter(ours.values()))["metadata"]["labels"].items():
+        assert f"{key}: {value}" in base[:base.index("{{- end }}")]
+
+
+def test_chart_has_no_crds_directory() -> None:
+    # Helm installs crds/ once and never upgrades it; beside the templates it would also collide with them.
+    assert not (ROOT / "helm" / "agentops" / "crds").exists()
+
+
+def test_template_refuses_helm_actions_in_the_spec(monkeypatch) -> None:
+    real = crdgen.render
+
+    def braced(info):
+        crd = real(info)
+        crd["spec"]["names"]["categories"] = ["{{ .Release.Name }}"]
+        return crd
+
+    monkeypatch.setattr(crdgen, "render", braced)
+    with pytest.raises(ValueError, match="Helm would execute"):
+        crdgen.render_helm_template(ALL_CRDS[0])
 
 
 def test_helm_out_defaults_to_the_chart_when_it_exists(tmp_path: Path, monkeypatch) -> None:
@@ -32,11 +81,20 @@ def test_helm_out_defaults_to_the_chart_when_it_exists(tmp_path: Path, monkeypat
     assert crdgen.main(["--out", "crds"]) == 0  # no chart here: only crds/
     assert not (tmp_path / "helm").exists()
     (tmp_path / "helm" / "agentops").mkdir(parents=True)
-    assert crdgen.main(["--check", "--out", "crds"]) == 1  # the chart's copy is missing
+    assert crdgen.main(["--check", "--out", "crds"]) == 1  # the chart's templates are missing
     assert crdgen.main(["--out", "crds"]) == 0
     assert crdgen.main(["--check", "--out", "crds"]) == 0
-    assert sorted(p.name for p in (tmp_path / "helm/agentops/crds").iterdir()) == \
-        sorted(p.name for p in (tmp_path / "crds").iterdir())
+    templates = tmp_path / "helm/agentops/templates/crds"
+    assert sorted(p.name for p in templates.iterdir()) == sorted(p.name for p in (tmp_path / "crds").iterdir())
+    # A CRD without a model (a kind that was removed) is stale, and `make crds` removes it.
+    (templates / "agentops.dev_gone.yaml").write_text("x")
+    assert crdgen.main(["--check", "--out", "crds"]) == 1
+    assert crdgen.main(["--out", "crds"]) == 0
+    assert not (templates / "agentops.dev_gone.yaml").exists()
+    # A hand edit of a template is stale too.
+    path = templates / f"agentops.dev_{ALL_CRDS[0].plural}.yaml"
+    path.write_text(path.read_text().replace("helm.sh/resource-policy: keep", "helm.sh/resource-policy: delete"))
+    assert crdgen.main(["--check", "--out", "crds"]) == 1
 
 
 def _walk(node: object, path: str = "") -> list[str]:

@@ -20,6 +20,8 @@ from ..timeutil import format_time
 from .common import api_error, fail, namespace
 
 PLURAL = "quotas"
+# Every write of `quota set` is recorded under this name in metadata.managedFields.
+FIELD_MANAGER = "kubectl-agentops"
 
 
 def register(sub: Any) -> None:
@@ -33,6 +35,8 @@ def register(sub: Any) -> None:
     s.add_argument("--time-zone", help="IANA time zone of calendar windows (default UTC)")
     s.add_argument("--enforcement", choices=["Hard", "Soft"])
     s.add_argument("--warning-percent", type=int)
+    s.add_argument("--force", action="store_true",
+                   help="write even when another field manager (e.g. GitOps) owns spec fields of the Quota")
     s.set_defaults(func=_set)
     u = q.add_parser("use", help="take N units atomically; exit 0 if granted, 1 if refused")
     u.add_argument("name")
@@ -45,6 +49,25 @@ def register(sub: Any) -> None:
     c.add_argument("--amount", type=int, default=1)
     c.add_argument("-o", "--output", choices=["text", "json"], default="text")
     c.set_defaults(func=_check)
+
+
+def spec_owners(obj: dict[str, Any]) -> dict[str, list[str]]:
+    """Field managers other than ours that own spec fields (metadata.managedFields), with those fields."""
+    owners: dict[str, list[str]] = {}
+    for entry in obj.get("metadata", {}).get("managedFields") or []:
+        manager = entry.get("manager") or "unknown"
+        if manager == FIELD_MANAGER or entry.get("subresource"):
+            continue
+        spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        fields = sorted(key.removeprefix("f:") for key in spec if key.startswith("f:"))
+        if fields:
+            owners.setdefault(manager, [])
+            owners[manager] += [f for f in fields if f not in owners[manager]]
+    return owners
+
+
+def _owners_text(owners: dict[str, list[str]]) -> str:
+    return "; ".join(f"{m} ({', '.join('spec.' + f for f in fields)})" for m, fields in sorted(owners.items()))
 
 
 def _set(args: argparse.Namespace) -> int:
@@ -65,19 +88,33 @@ def _set(args: argparse.Namespace) -> int:
         "warningPercent": args.warning_percent,
     }
     spec = {k: v for k, v in fields.items() if v is not None}
+    note = ""
     try:
-        if kube.get_custom(PLURAL, ns, args.name) is None:
+        current = kube.get_custom(PLURAL, ns, args.name)
+        if current is None:
             spec.setdefault("resource", args.name)
             body = {"apiVersion": API_VERSION, "kind": "Quota", "metadata": {"name": args.name}, "spec": spec}
-            kube.custom().create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+            kube.custom().create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body,
+                                                          field_manager=FIELD_MANAGER)
             verb = "created"
         else:
-            # A merge patch of the named fields only: nothing else of the spec is overwritten.
-            kube.custom().patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, args.name, {"spec": spec})
+            # GitOps (or anyone applying a manifest) owns the spec it applied: do not change it behind
+            # their back, where the next sync would silently undo it.
+            owners = spec_owners(current)
+            if owners and not args.force:
+                return fail(f"quota/{args.name}: spec is managed by {_owners_text(owners)}; change it at its "
+                            "source, or pass --force to write it anyway")
+            if owners:
+                note = f" (over spec fields managed by {_owners_text(owners)})"
+            # A merge patch of the named fields only: nothing else of the spec is overwritten. The
+            # resourceVersion makes it fail if the object (and so its owners) changed since it was read.
+            patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "spec": spec}
+            kube.custom().patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, args.name, patch,
+                                                         field_manager=FIELD_MANAGER)
             verb = "updated"
     except ApiException as exc:
         return api_error(exc)
-    print(f"quota/{args.name} {verb}: " + ", ".join(f"{k}={v}" for k, v in spec.items()))
+    print(f"quota/{args.name} {verb}{note}: " + ", ".join(f"{k}={v}" for k, v in spec.items()))
     return 0
 
 
