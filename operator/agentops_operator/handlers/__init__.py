@@ -83,6 +83,15 @@ async def _analysis_job_event(body: kopf.Body, namespace: str, **_: Any) -> None
     _wake_owner_agent(body, namespace)
 
 
+@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={"agentops.dev/agent": kopf.PRESENT},
+               id="watch-agent-heartbeats")
+async def _heartbeat_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+    """An external agent's heartbeat Lease changed: the Agent may be Ready again (expiry is a timer)."""
+    owner = (body.metadata.get("labels") or {}).get("agentops.dev/agent")
+    if owner:
+        runtime.schedule("agents", namespace, owner, 0)
+
+
 @kopf.index(GROUP, VERSION, "agents")  # handlers receive it as `agents_by_namespace`
 def agents_by_namespace(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, bool]]:
     """Agents per namespace, kept in memory from the watch, so that events of other kinds (tasks,

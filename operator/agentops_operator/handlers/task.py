@@ -608,7 +608,8 @@ def _agent_ready(agent: dict[str, Any]) -> bool:
     in the Deployment sense but has nobody to do the task)."""
     status = agent.get("status") or {}
     cond = get_condition(status.get("conditions"), "Ready")
-    return bool(cond and cond.get("status") == "True") and int(status.get("readyReplicas") or 0) >= 1
+    external = not (agent.get("spec") or {}).get("image")  # no pods: Ready means its heartbeat is fresh
+    return bool(cond and cond.get("status") == "True") and (external or int(status.get("readyReplicas") or 0) >= 1)
 
 
 def agent_views(agents: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> list[taskflow.AgentView]:
