@@ -65,3 +65,52 @@ def test_ready_exactly_while_fresh(age: float, timeout: int, was: bool | None) -
     # an event only when readiness flips against what was recorded
     assert (d.event is not None) == ((was is True and not d.ready) or (was is None and not d.ready)
                                      or (was is False and d.ready))
+
+
+# ---- hand-back (agentops_operator.handback.decide) ---------------------------------------------
+
+from agentops_operator import handback  # noqa: E402
+
+
+def _task(phase: str = "InProgress", holder: str | None = "dev-1", annotation: str | None = None) -> dict:
+    meta: dict = {"name": "t1"}
+    if annotation is not None:
+        meta["annotations"] = {handback.ANNOTATION: annotation}
+    return {"metadata": meta, "status": {"phase": phase, "assignee": holder}}
+
+
+def _agent(ready: str | None = "True", reason: str = "HeartbeatFresh", since: datetime = NOW,
+           image: str | None = None, grace: int | None = 60) -> dict:
+    spec: dict = {"role": "developer", "heartbeat": {"timeoutSeconds": 4, "handBackAfterSeconds": grace}}
+    if image:
+        spec["image"] = image
+    conds = [] if ready is None else [{"type": "Ready", "status": ready, "reason": reason,
+                                       "lastTransitionTime": since.isoformat().replace("+00:00", "Z")}]
+    return {"metadata": {"name": "dev-1"}, "spec": spec, "status": {"conditions": conds}}
+
+
+def test_hand_back_when_the_heartbeat_stays_expired_past_the_grace() -> None:
+    expired = _agent("False", "HeartbeatExpired", since=NOW - timedelta(seconds=20))
+    d = handback.decide(_task(), expired, NOW)
+    assert d.reason is None and d.wait is not None and 39 <= d.wait <= 41
+    d = handback.decide(_task(), expired, NOW + timedelta(seconds=41))
+    assert d.reason and "no heartbeat" in d.reason
+
+
+def test_no_hand_back_for_ready_pod_agents_terminal_tasks_or_null_grace() -> None:
+    old = NOW - timedelta(hours=1)
+    assert handback.decide(_task(), _agent(), NOW).reason is None
+    assert handback.decide(_task(), _agent("False", "HeartbeatExpired", old, image="img"), NOW).reason is None
+    assert handback.decide(_task(), _agent("False", "HeartbeatExpired", old, grace=None), NOW).reason is None
+    assert handback.decide(_task(phase="Deployed"), None, NOW).reason is None
+    assert handback.decide(_task(phase="Backlog", holder=None), None, NOW).reason is None
+
+
+def test_hand_back_when_asked_by_the_holder_or_the_agent_is_gone() -> None:
+    asked = _task(annotation='{"agent": "dev-1", "reason": "needs GPU"}')
+    assert handback.decide(asked, _agent(), NOW).reason == "handed back by dev-1: needs GPU"
+    # a request left by a previous holder does not move the task away from the new one
+    stale = _task(holder="dev-2", annotation='{"agent": "dev-1", "reason": "needs GPU"}')
+    assert handback.decide(stale, _agent(), NOW).reason is None
+    assert handback.decide(_task(annotation="not json"), _agent(), NOW).reason is None
+    assert handback.decide(_task(), None, NOW).reason == "agent dev-1 was removed"

@@ -4,7 +4,8 @@ abort / retry / undo.
 `agent add NAME --role R` without `--image` registers an *external* agent (a process anywhere that
 heartbeats through a Lease, see `agentops_operator.worker`); with `--image` the operator runs it.
 Adding an Agent that exists adopts it: the flags given are merged into its spec, nothing else changes.
-`agent remove` refuses while the Agent holds open tasks (they would be orphaned) unless `--force`.
+`agent remove`: the operator hands the Agent's open tasks back to another Ready agent of the role;
+when there is none the command refuses (the tasks would be orphaned) unless `--force`.
 
 Verbs are declarative: each sets one annotation on the Agent, ``agentops.dev/<verb>``, to a JSON
 command with a fresh id (``{"id": "...", "full": true}``). The operator handles each id once and
@@ -95,68 +96,36 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
+    """Open tasks of a deleted Agent are handed back by the operator to another Ready agent of the
+    stage's role; with nobody to take them, refuse (unless --force) instead of orphaning them."""
     from kubernetes.client.rest import ApiException
 
-    from .. import kube
-    from ..taskflow import ACTIVE_PHASES
+    from .. import handback, kube
+    from ..conditions import get_condition
     from .common import fail, namespace
 
     ns = namespace(args)
-    open_phases = {p.value for p in ACTIVE_PHASES}
+    me = kube.get_custom("agents", ns, args.name)
+    if me is None:
+        return fail(f"agent {args.name} not found in {ns}")
+    role = (me.get("spec") or {}).get("role")
     held = sorted(t["metadata"]["name"] for t in kube.list_custom("agenttasks", ns)
                   if (t.get("status") or {}).get("assignee") == args.name
-                  and (t.get("status") or {}).get("phase") in open_phases)
-    if held and not args.force:
-        return fail(f"agent {args.name} holds open tasks ({', '.join(held)}): finish, cancel or reassign them "
-                    f"first, or --force")
+                  and (t.get("status") or {}).get("phase") in handback.HOLDING_PHASES)
+    others = [a["metadata"]["name"] for a in kube.list_custom("agents", ns)
+              if a["metadata"]["name"] != args.name and (a.get("spec") or {}).get("role") == role
+              and (get_condition((a.get("status") or {}).get("conditions"), "Ready") or {}).get("status") == "True"]
+    if held and not others and not args.force:
+        return fail(f"agent {args.name} holds open tasks ({', '.join(held)}) and no other Ready agent with role "
+                    f"{role} could take them: add one, finish or cancel the tasks, or --force")
     try:
         kube.custom().delete_namespaced_custom_object(GROUP, VERSION, ns, "agents", args.name)
     except ApiException as exc:
         if exc.status == 404:
             return fail(f"agent {args.name} not found in {ns}")
         raise
-    print(f"agent/{args.name} deleted" + (f" (open tasks left: {', '.join(held)})" if held else ""))
+    print(f"agent/{args.name} deleted" + (f"; open tasks handed back to the queue: {', '.join(held)}" if held else ""))
     return 0
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("agent", help="inspect and drive Agent rollouts")
-    asub = p.add_subparsers(dest="verb", required=True)
-    a = asub.add_parser("add", help="register an Agent (external without --image), or adopt an existing one")
-    a.add_argument("name")
-    a.add_argument("--role", required=True)
-    a.add_argument("--capability", action="append", default=[], help="capability tag (repeatable)")
-    a.add_argument("--image", help="container image the operator runs; omit for an external agent")
-    a.add_argument("--max-concurrent", type=int, help="tasks the agent may hold at once")
-    a.add_argument("--heartbeat-timeout", type=int, help="external agents: seconds a heartbeat stays fresh")
-    a.add_argument("--description")
-    a.set_defaults(func=_add)
-    ls = asub.add_parser("list", help="list Agents with readiness, load and completed stages")
-    add_all_namespaces(ls)
-    add_output(ls, "table", "json")
-    ls.set_defaults(func=_list)
-    rm = asub.add_parser("remove", help="delete an Agent (refused while it holds open tasks, unless --force)")
-    rm.add_argument("name")
-    rm.add_argument("--force", action="store_true", help="delete even though it holds open tasks")
-    rm.set_defaults(func=_remove)
-    s = asub.add_parser("status", help="show an Agent's rollout status")
-    s.add_argument("name")
-    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    s.set_defaults(func=_status)
-    for verb, helptext in (
-        ("promote", "complete the current step (a pause, an inconclusive analysis) or, with --full, all steps"),
-        ("abort", "abort the rollout: the canary / preview goes to zero, the stable revision keeps serving"),
-        ("retry", "roll the desired revision out again after an abort or rollback"),
-        ("undo", "serve an older revision (default: the one before the stable one)"),
-    ):
-        v = asub.add_parser(verb, help=helptext, description=helptext)
-        v.add_argument("name")
-        if verb == "promote":
-            v.add_argument("--full", action="store_true", help="skip all remaining steps and analyses")
-        if verb == "undo":
-            v.add_argument("--to-revision", type=int, default=None, help="revision number (see `agent status`)")
-        v.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the operator (0: don't)")
-        v.set_defaults(func=_verb, command=verb)
 
 
 def _verb(args: argparse.Namespace) -> int:

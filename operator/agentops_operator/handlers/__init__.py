@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 from .. import GROUP, VERSION
 from .. import settings as settings_mod
 from ..runtime import RECONCILERS, runtime
-from . import agent, quota, task  # noqa: F401  (registration side effects)
+from . import agent, handback, quota, task  # noqa: F401  (registration side effects)
 
 log = logging.getLogger(__name__)
 _background: list[asyncio.Task[None]] = []
@@ -47,6 +47,8 @@ def _on_event(plural: str) -> None:
     async def handler(type: str | None, name: str, namespace: str, **_: Any) -> None:
         if type == "DELETED":
             runtime.forget(plural, namespace, name)
+            if plural == "agents":  # its open tasks go back to the queue
+                await asyncio.to_thread(handback.wake_tasks_of, namespace, name)
             return
         await asyncio.to_thread(runtime.reconcile, plural, namespace, name)
 

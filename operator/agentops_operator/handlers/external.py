@@ -16,6 +16,7 @@ from kubernetes.client.rest import ApiException
 from .. import heartbeat, kube
 from ..conditions import get_condition, now_iso, set_condition
 from ..models.agent import AgentSpec
+from . import handback as handback_io
 
 PLURAL = "agents"
 
@@ -57,4 +58,10 @@ def reconcile(obj: dict[str, Any], spec: AgentSpec, now: datetime) -> float | No
         kube.patch_status(PLURAL, meta["namespace"], meta["name"], changed)
     if d.event:
         kube.emit_event(obj, *d.event)
+    if not d.ready and d.reason == heartbeat.EXPIRED and spec.heartbeat.hand_back_after_seconds is not None:
+        since = _ts(get_condition(conditions, "Ready")["lastTransitionTime"]) or now  # type: ignore[index]
+        left = spec.heartbeat.hand_back_after_seconds - (now - since).total_seconds()
+        if left > 0:
+            return left + 0.5  # look again when the grace ends
+        handback_io.wake_tasks_of(meta["namespace"], meta["name"])  # they hand themselves back
     return d.requeue_after

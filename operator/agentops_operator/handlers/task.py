@@ -23,6 +23,7 @@ from ..conditions import get_condition, now_iso, set_condition
 from ..lifecycle import Phase, Verdict, judge_request, transition_key
 from ..models.task import AgentTaskSpec, Gate, TransitionGates
 from ..runtime import register, runtime
+from . import handback
 
 log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
@@ -106,6 +107,7 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     st.setdefault("transitions", 0)
     pend.condition("Accepted", True, "Valid", "spec is valid")
     _sync_approvals(pend, spec)
+    handback.apply(pend, spec)  # holder gone, silent past its grace, or asked to give the task back
     recorded = Phase(st["phase"])
     requested = spec.requested_phase
 

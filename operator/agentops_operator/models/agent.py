@@ -231,6 +231,12 @@ class HeartbeatSpec(K8sModel):
         description="The Agent is Ready while the Lease was renewed within this many seconds; after that it is "
                     "NotReady with reason HeartbeatExpired and gets no new tasks.",
     )
+    hand_back_after_seconds: int | None = Field(
+        default=300, ge=0, le=604800,
+        description="Open tasks of an external agent NotReady (HeartbeatExpired) for this long are handed back: "
+                    "reassigned to another Ready agent of the stage's role, with a handoff record saying why. "
+                    "Unset (null): never.",
+    )
 
 
 class AgentSpec(K8sModel):

@@ -1,0 +1,63 @@
+"""Hand an open task back to the queue (I/O around the pure `handback.decide`).
+
+Called from the task reconcile (`handlers.task.reconcile`) with the status under construction;
+the decision and the new holder's choice reuse `taskflow.pick_agent` like auto-assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .. import handback, kube, taskflow
+from ..conditions import now_iso
+from ..runtime import runtime
+
+log = logging.getLogger(__name__)
+PLURAL = "agenttasks"
+
+
+def apply(pend: Any, spec: Any) -> None:
+    """Reassign the task in `pend.status` if its holder asked to give it back, is gone, or has had no
+    heartbeat past its grace; else, while the grace runs, look again when it ends."""
+    from . import task as th  # the task handler imports this module
+
+    st = pend.status
+    holder = st.get("assignee")
+    phase = st.get("phase") or "Backlog"
+    if not holder or phase not in handback.HOLDING_PHASES:
+        return
+    meta = pend.obj["metadata"]
+    ns = meta["namespace"]
+    agent = kube.get_custom("agents", ns, holder)
+    d = handback.decide({**pend.obj, "status": st}, agent, pend.now)
+    if d.reason is None:
+        if d.wait is not None:
+            runtime.schedule(PLURAL, ns, meta["name"], d.wait + 0.5)
+        return
+    agents = kube.list_custom("agents", ns)
+    views = [v for v in th.agent_views(agents, kube.list_custom(PLURAL, ns)) if v.name != holder]
+    stage = taskflow.stage_for(spec.pipeline, phase)
+    role = (stage.role if stage and stage.role else None) or spec.role or ((agent or {}).get("spec") or {}).get("role")
+    chosen = taskflow.pick_agent(views, role, frozenset(spec.capabilities))
+    if chosen is None:
+        pend.condition("HandedBack", False, "NoAgentAvailable",
+                       f"{d.reason}; no other Ready agent with role {role or '(any)'} can take it yet", "Warning")
+        runtime.schedule(PLURAL, ns, meta["name"], th.BACKLOG_POLL_SECONDS)
+        return
+    outputs = sorted({h["output"] for h in st.get("history") or [] if h.get("output")})[-10:]
+    record: dict[str, Any] = {"stage": st.get("stage") or (stage.name if stage else "-"), "fromAgent": holder,
+                              "toAgent": chosen.name, "at": now_iso(pend.now), "outputs": outputs,
+                              "notes": th._clip(d.reason)}
+    st["handoffs"] = [*(st.get("handoffs") or []), record][-th.MAX_HANDOFFS:]
+    st["assignee"] = chosen.name
+    pend.touched_agents.update({holder, chosen.name})
+    pend.condition("HandedBack", True, "HandedBack", f"{d.reason}; now held by {chosen.name}", "Warning")
+
+
+def wake_tasks_of(ns: str, agent: str) -> None:
+    """Reconcile the open tasks an Agent holds (it was deleted, or its grace ran out)."""
+    for t in kube.list_custom(PLURAL, ns):
+        st = t.get("status") or {}
+        if st.get("assignee") == agent and (st.get("phase") or "Backlog") in handback.HOLDING_PHASES:
+            runtime.schedule(PLURAL, ns, t["metadata"]["name"], 0)
