@@ -128,6 +128,47 @@ def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def register(sub: Any) -> None:
+    p = sub.add_parser("agent", help="inspect and drive Agent rollouts")
+    asub = p.add_subparsers(dest="verb", required=True)
+    a = asub.add_parser("add", help="register an Agent (external without --image), or adopt an existing one")
+    a.add_argument("name")
+    a.add_argument("--role", required=True)
+    a.add_argument("--capability", action="append", default=[], help="capability tag (repeatable)")
+    a.add_argument("--image", help="container image the operator runs; omit for an external agent")
+    a.add_argument("--max-concurrent", type=int, help="tasks the agent may hold at once")
+    a.add_argument("--heartbeat-timeout", type=int, help="external agents: seconds a heartbeat stays fresh")
+    a.add_argument("--description")
+    a.set_defaults(func=_add)
+    ls = asub.add_parser("list", help="list Agents with readiness, load and completed stages")
+    add_all_namespaces(ls)
+    add_output(ls, "table", "json")
+    ls.set_defaults(func=_list)
+    rm = asub.add_parser("remove", help="delete an Agent; its open tasks are handed back (refused when nobody "
+                                        "could take them, unless --force)")
+    rm.add_argument("name")
+    rm.add_argument("--force", action="store_true", help="delete even though it holds open tasks")
+    rm.set_defaults(func=_remove)
+    s = asub.add_parser("status", help="show an Agent's rollout status")
+    s.add_argument("name")
+    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    s.set_defaults(func=_status)
+    for verb, helptext in (
+        ("promote", "complete the current step (a pause, an inconclusive analysis) or, with --full, all steps"),
+        ("abort", "abort the rollout: the canary / preview goes to zero, the stable revision keeps serving"),
+        ("retry", "roll the desired revision out again after an abort or rollback"),
+        ("undo", "serve an older revision (default: the one before the stable one)"),
+    ):
+        v = asub.add_parser(verb, help=helptext, description=helptext)
+        v.add_argument("name")
+        if verb == "promote":
+            v.add_argument("--full", action="store_true", help="skip all remaining steps and analyses")
+        if verb == "undo":
+            v.add_argument("--to-revision", type=int, default=None, help="revision number (see `agent status`)")
+        v.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the operator (0: don't)")
+        v.set_defaults(func=_verb, command=verb)
+
+
 def _verb(args: argparse.Namespace) -> int:
     from kubernetes.client.rest import ApiException
 
