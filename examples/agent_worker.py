@@ -13,7 +13,8 @@ and does its part by role:
     python examples/agent_worker.py --agent qa-1 --namespace team-a --behaviour qa --kubeconfig qa.kubeconfig
 
 It prints one JSON line per action. A task annotation `agentops.dev/example-work-seconds: "30"`
-makes the dev agent "work" that long after starting (to watch a hand-back when it is killed).
+(or `"dev-1=30"` for one agent) makes the dev agent "work" that long after starting, to watch a
+hand-back when it is killed meanwhile.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ def say(**fields: Any) -> None:
     print(json.dumps({"at": time.time(), **fields}), flush=True)
 
 
+def work_seconds(value: str | None, agent: str) -> float:
+    """`"30"` (anyone) or `"dev-1=30,dev-2=0"` (per agent)."""
+    for part in (value or "").split(","):
+        who, _, secs = part.rpartition("=")
+        if part and (not who or who == agent):
+            return float(secs)
+    return 0.0
+
+
 def dev(w: Worker, t: Task, quota: str | None) -> None:
     if t.phase in ("Assigned", "Rejected"):
         w.start(t)
@@ -42,7 +52,7 @@ def dev(w: Worker, t: Task, quota: str | None) -> None:
     if t.phase != "InProgress":
         return
     ctx = w.context(t)
-    work = float((t.obj["metadata"].get("annotations") or {}).get(WORK_ANNOTATION) or 0)
+    work = work_seconds((t.obj["metadata"].get("annotations") or {}).get(WORK_ANNOTATION), w.agent)
     w.note(t, f"working (round {len(ctx.rejections) + 1})")
     time.sleep(work)
     if quota:

@@ -42,6 +42,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from . import GROUP, VERSION, quota_client
+from .lifecycle import is_legal
 from .quota_client import Grant
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,9 @@ class Task:
 
     @property
     def pending(self) -> bool:
-        """A move was requested and is not recorded yet (gates running, awaiting approval...)."""
-        return self.requested != self.phase
+        """A move was requested and can still be recorded (gates running, awaiting approval...). A request
+        the phase has overtaken (Done asked, then the review rejected it) is stale, not pending."""
+        return self.requested != self.phase and is_legal(self.phase, self.requested)
 
     @property
     def blocked(self) -> dict[str, Any] | None:

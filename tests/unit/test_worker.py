@@ -27,6 +27,8 @@ def test_actionable_only_when_ours_and_nothing_pending() -> None:
     assert not w.is_actionable(task("Assigned", "Assigned", assignee="dev-2"))
     assert not w.is_actionable(task("Deployed", "Deployed"))
     assert w.is_actionable(task("Rejected", "Rejected"))
+    # After a rejection the old request for Done is illegal from Rejected: stale, so the rework is due.
+    assert w.is_actionable(task("Rejected", "Done"))
 
 
 def test_blocked_condition() -> None:

@@ -35,8 +35,10 @@ def agent_spec_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         spec["image"] = args.image
     if args.max_concurrent is not None:
         spec["maxConcurrentTasks"] = args.max_concurrent
-    if args.heartbeat_timeout is not None:
-        spec["heartbeat"] = {"timeoutSeconds": args.heartbeat_timeout}
+    heartbeat = {k: v for k, v in (("timeoutSeconds", args.heartbeat_timeout),
+                                   ("handBackAfterSeconds", args.hand_back_after)) if v is not None}
+    if heartbeat:
+        spec["heartbeat"] = heartbeat
     if args.description is not None:
         spec["description"] = args.description
     return spec
@@ -138,6 +140,8 @@ def register(sub: Any) -> None:
     a.add_argument("--image", help="container image the operator runs; omit for an external agent")
     a.add_argument("--max-concurrent", type=int, help="tasks the agent may hold at once")
     a.add_argument("--heartbeat-timeout", type=int, help="external agents: seconds a heartbeat stays fresh")
+    a.add_argument("--hand-back-after", type=int,
+                   help="external agents: seconds NotReady before its open tasks are handed back")
     a.add_argument("--description")
     a.set_defaults(func=_add)
     ls = asub.add_parser("list", help="list Agents with readiness, load and completed stages")
