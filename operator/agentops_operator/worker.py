@@ -536,9 +536,10 @@ class Worker:
                                      + [h["output"] for h in history if h.get("output")]))
         notes = list(dict.fromkeys([h["notes"] for h in handoffs if h.get("notes")]
                                    + [h["notes"] for h in history if h.get("notes")]))
-        rejections = list(dict.fromkeys([r for h in handoffs for r in h.get("rejections") or []]
-                                        + [a.get("reason", "") for a in st.get("approvals") or []
-                                           if a.get("decision") == "Rejected" and a.get("reason")]))
+        # Handoffs carry them as "<approver>: <reason>"; the approvals seen are the fallback.
+        rejections = list(dict.fromkeys([r for h in handoffs for r in h.get("rejections") or []])) or \
+            list(dict.fromkeys(f"{a.get('approver')}: {a.get('reason')}" for a in st.get("approvals") or []
+                               if a.get("decision") == "Rejected" and a.get("reason")))
         return HandoffContext(str(t.spec.get("description") or ""), outputs, notes, rejections, handoffs, history)
 
     # ---- quota ----------------------------------------------------------------------------------

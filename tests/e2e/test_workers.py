@@ -142,9 +142,8 @@ def test_external_agents_carry_a_task_to_deployed_and_hand_back_when_one_dies(ns
         ("Done", "Deployed", sa["deploy-1"]),
     ], moves
     handoffs = [(h.get("fromAgent"), h.get("toAgent")) for h in t["status"]["handoffs"]]
-    assert handoffs == [(None, "dev-1"), ("dev-1", "qa-1"), ("qa-1", "dev-1"), ("dev-1", "qa-1"),
-                        ("qa-1", "deploy-1")], handoffs
-    assert t["status"]["handoffs"][2]["rejections"] == ["missing tests"]
+    assert handoffs == [("dev-1", "qa-1"), ("qa-1", "dev-1"), ("dev-1", "qa-1"), ("qa-1", "deploy-1")], handoffs
+    assert t["status"]["handoffs"][1]["rejections"] == [f"{sa['qa-1']}: missing tests"]
     assert t["spec"]["output"] == "pr/t1-v2-with-tests"  # dev read the rejection from its handoff context
     assert [a["approver"] for a in t["status"]["approvals"] if a["decision"] == "Approved"] == [APPROVER]
     assert t["status"]["deployRef"].startswith("t1-")

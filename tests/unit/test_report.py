@@ -23,13 +23,14 @@ def at(minutes: float) -> str:
 def pipeline_task(name: str = "t1", rejected: bool = True) -> dict[str, Any]:
     """dev-1 works, qa-1 reviews (rejects once), dev-1 reworks, qa-1 approves, ops-1 deploys."""
     moves = [("Backlog", "Assigned", 0), ("Assigned", "InProgress", 1), ("InProgress", "Review", 11)]
-    handoffs = [("dev", "dev-1", 0), ("qa", "qa-1", 11)]
+    # As the operator records them: no handoff for the first assignment, one per stage change.
+    handoffs = [("qa", "dev-1", "qa-1", 11)]
     if rejected:
         moves += [("Review", "Rejected", 15), ("Rejected", "InProgress", 16), ("InProgress", "Review", 26)]
-        handoffs += [("dev", "dev-1", 15), ("qa", "qa-1", 26)]
+        handoffs += [("dev", "qa-1", "dev-1", 15), ("qa", "dev-1", "qa-1", 26)]
     end = moves[-1][2]
     moves += [("Review", "Done", end + 4), ("Done", "Deployed", end + 6)]
-    handoffs += [("deploy", "ops-1", end + 4)]
+    handoffs += [("deploy", "qa-1", "ops-1", end + 4)]
     history = []
     for frm, to, m in moves:
         h: dict[str, Any] = {"from": frm, "to": to, "at": at(m), "by": "x"}
@@ -40,7 +41,8 @@ def pipeline_task(name: str = "t1", rejected: bool = True) -> dict[str, Any]:
         "metadata": {"namespace": "ns", "name": name, "creationTimestamp": at(-1)},
         "spec": {"title": name},
         "status": {"phase": "Deployed", "assignee": "ops-1", "history": history,
-                   "handoffs": [{"stage": s, "toAgent": a, "at": at(m)} for s, a, m in handoffs]},
+                   "handoffs": [{"stage": s, "fromAgent": f, "toAgent": a, "at": at(m)}
+                                for s, f, a, m in handoffs]},
     }
 
 
@@ -50,6 +52,8 @@ def test_holder_before_and_after_a_handoff() -> None:
     assert an.holder_at(t, submit, before=True) == "dev-1"
     assert an.holder_at(t, submit, before=False) == "qa-1"
     assert an.holder_at(t, T0, before=True) is None  # Backlog -> Assigned: nobody held it before
+    assert an.holder_at(t, T0, before=False) == "dev-1"  # the first holder has no handoff record
+    assert an.holder_at(t, T0 + timedelta(minutes=1), before=True) == "dev-1"
 
 
 def test_stage_credit_goes_to_every_agent_of_the_pipeline() -> None:

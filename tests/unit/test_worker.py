@@ -40,12 +40,15 @@ def test_blocked_condition() -> None:
 def test_context_collects_outputs_notes_and_rejections_once() -> None:
     t = task("Rejected", "Rejected",
              handoffs=[{"stage": "qa", "outputs": ["pr/1"], "notes": "first"},
-                       {"stage": "dev", "outputs": ["pr/1"], "rejections": ["missing tests"]}],
+                       {"stage": "dev", "outputs": ["pr/1"], "rejections": ["qa: missing tests"]}],
              history=[{"from": "InProgress", "to": "Review", "output": "pr/1", "notes": "first"},
                       {"from": "Review", "to": "Rejected", "notes": "missing tests"}],
-             approvals=[{"decision": "Rejected", "reason": "missing tests"}])
+             approvals=[{"approver": "qa", "decision": "Rejected", "reason": "missing tests"}])
     ctx = worker().context(t)
     assert ctx.description == "do it"
     assert ctx.outputs == ["pr/1"]
     assert ctx.notes == ["first", "missing tests"]
-    assert ctx.rejections == ["missing tests"]
+    assert ctx.rejections == ["qa: missing tests"]
+    no_handoffs = task("Rejected", "Rejected", approvals=[{"approver": "bob", "decision": "Rejected", "reason": "x"},
+                                                          {"approver": "bob", "decision": "Approved", "reason": "y"}])
+    assert worker().context(no_handoffs).rejections == ["bob: x"]

@@ -168,21 +168,24 @@ def _human(d: timedelta) -> str:
 
 
 def holder_at(task: dict[str, Any], at: datetime, before: bool) -> str | None:
-    """Agent holding `task` just before (`before`) or just after a move recorded at `at`."""
+    """Agent holding `task` just before (`before`) or just after a move recorded at `at`.
+
+    The first holder gets the task with the Assigned move (no handoff record for that); each
+    handoff record (pipeline stage change, hand-back) names the next one."""
     st = task.get("status") or {}
-    handoffs = [(ts(h.get("at")), h.get("toAgent")) for h in st.get("handoffs") or []]
-    handoffs = [(t, a) for t, a in handoffs if t is not None]
-    if handoffs:
-        holder = None
-        for t, agent in sorted(handoffs, key=lambda x: x[0]):  # type: ignore[arg-type,return-value]
-            if t < at or (t == at and not before):  # type: ignore[operator]
-                holder = agent
-        return holder
-    # No pipeline: the assignee holds it from the Assigned move on.
+    handoffs = sorted(((t, h) for h in st.get("handoffs") or [] if (t := ts(h.get("at"))) is not None),
+                      key=lambda x: x[0])
     assigned = next((ts(h["at"]) for h in st.get("history") or [] if h.get("to") == "Assigned"), None)
-    if assigned is None or at < assigned or (at == assigned and before):
-        return None
-    return st.get("assignee")
+    first = handoffs[0][1].get("fromAgent") if handoffs else st.get("assignee")
+    timeline: list[tuple[datetime, str | None]] = []
+    if assigned is not None:
+        timeline.append((assigned, first))
+    timeline += [(t, h.get("toAgent")) for t, h in handoffs]
+    holder: str | None = None
+    for t, agent in sorted(timeline, key=lambda x: x[0]):
+        if t < at or (t == at and not before):
+            holder = agent
+    return holder
 
 
 def period_start(at: datetime, period: str) -> str:
