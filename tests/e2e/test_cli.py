@@ -127,10 +127,15 @@ def test_dashboard_watch_redraws(ns: str, operator) -> None:
     cli(ns, "task", "add", "w1")
     proc = subprocess.Popen([sys.executable, "-m", "agentops_operator.cli", "-n", ns, "dashboard", "--watch",
                              "--interval", "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(4)
-    proc.terminate()
-    out, _ = proc.communicate(timeout=10)
-    assert out.count("== Tasks (1) ==") >= 2 and "\x1b[2J" in out and f"namespace {ns}" in out
+    assert proc.stdout is not None
+    out, deadline = "", time.monotonic() + 60
+    try:
+        while out.count("== Tasks (1) ==") < 2 and time.monotonic() < deadline and proc.poll() is None:
+            out += proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert out.count("== Tasks (1) ==") >= 2 and "\x1b[2J" in out and f"namespace {ns}" in out, out[-2000:]
 
 
 def chromium() -> str:

@@ -35,10 +35,12 @@ def apply(pend: Any, spec: Any) -> None:
         if d.wait is not None:
             runtime.schedule(PLURAL, ns, meta["name"], d.wait + 0.5)
         return
-    agents = kube.list_custom("agents", ns)
-    views = [v for v in th.agent_views(agents, kube.list_custom(PLURAL, ns)) if v.name != holder]
     stage = taskflow.stage_for(spec.pipeline, phase)
     role = (stage.role if stage and stage.role else None) or spec.role or ((agent or {}).get("spec") or {}).get("role")
+    if agent is None and role is None:
+        return  # pinned to an Agent by name (not yet created, or gone) with no role to pick another by
+    agents = kube.list_custom("agents", ns)
+    views = [v for v in th.agent_views(agents, kube.list_custom(PLURAL, ns)) if v.name != holder]
     chosen = taskflow.pick_agent(views, role, frozenset(spec.capabilities))
     if chosen is None:
         pend.condition("HandedBack", False, "NoAgentAvailable",
