@@ -82,8 +82,14 @@ e2e-deps: ## system packages the e2e tests use (Debian's prometheus, for the Age
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus; }
 
+.PHONY: browser-deps
+browser-deps: ## Debian's chromium, for the headless check of `dashboard --format html`
+	@command -v chromium >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends chromium; }
+
 .PHONY: e2e
-e2e: install e2e-deps deps ## e2e tests against the cluster
+e2e: install e2e-deps deps browser-deps ## e2e tests against the cluster
 	$(VENV)/bin/pytest tests/e2e -q $(PYTEST_ARGS)
 
 .PHONY: scale
@@ -105,10 +111,10 @@ operator-bg: install
 demo: install ## local cluster, CRDs, operator in the background, samples, dashboard
 	hack/operator-bg.sh start
 	kubectl apply -f manifests/samples/
-	$(PY) -m agentops_operator.cli dashboard --wait 30 >/dev/null
+	$(PY) -m agentops_operator.cli dashboard -A --wait 30 >/dev/null
 	kubectl get agentops -A
 	@echo
-	$(PY) -m agentops_operator.cli dashboard
+	$(PY) -m agentops_operator.cli dashboard -A
 	@echo
 	@echo "operator log: .cluster/operator.log; stop it with: make demo-down"
 

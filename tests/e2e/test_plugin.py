@@ -53,7 +53,7 @@ kind: Quota
 metadata: {{name: plugin-quota, namespace: {ns}}}
 spec: {{resource: publish, limit: 7, window: daily}}
 """)
-    out = kubectl_plugin(plugin_env, "agentops", "dashboard").stdout
+    out = kubectl_plugin(plugin_env, "agentops", "dashboard", "-n", ns).stdout
     for header in ("== Agents (", "== Tasks (", "== Quotas ("):
         assert header in out
     lines = out.splitlines()

@@ -1,4 +1,11 @@
-"""`kubectl agentops agent ...`: rollout status and the verbs promote / abort / retry / undo.
+"""`kubectl agentops agent ...`: register (add), list, remove; rollout status and the verbs promote /
+abort / retry / undo.
+
+`agent add NAME --role R` without `--image` registers an *external* agent (a process anywhere that
+heartbeats through a Lease, see `agentops_operator.worker`); with `--image` the operator runs it.
+Adding an Agent that exists adopts it: the flags given are merged into its spec, nothing else changes.
+`agent remove`: the operator hands the Agent's open tasks back to another Ready agent of the role;
+when there is none the command refuses (the tasks would be orphaned) unless `--force`.
 
 Verbs are declarative: each sets one annotation on the Agent, ``agentops.dev/<verb>``, to a JSON
 command with a fresh id (``{"id": "...", "full": true}``). The operator handles each id once and
@@ -16,12 +23,136 @@ import sys
 import time
 from typing import Any
 
-from .. import GROUP, VERSION
+from .. import API_VERSION, GROUP, VERSION
+from .common import add_all_namespaces, add_output
+
+
+def agent_spec_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    spec: dict[str, Any] = {"role": args.role}
+    if args.capability:
+        spec["capabilities"] = sorted(set(args.capability))
+    if args.image:
+        spec["image"] = args.image
+    if args.max_concurrent is not None:
+        spec["maxConcurrentTasks"] = args.max_concurrent
+    heartbeat = {k: v for k, v in (("timeoutSeconds", args.heartbeat_timeout),
+                                   ("handBackAfterSeconds", args.hand_back_after)) if v is not None}
+    if heartbeat:
+        spec["heartbeat"] = heartbeat
+    if args.description is not None:
+        spec["description"] = args.description
+    return spec
+
+
+def _add(args: argparse.Namespace) -> int:
+    from kubernetes.client.rest import ApiException
+
+    from .. import kube
+    from .common import namespace
+
+    ns = namespace(args)
+    spec = agent_spec_from_flags(args)
+    body = {"apiVersion": API_VERSION, "kind": "Agent", "metadata": {"name": args.name}, "spec": spec}
+    kind = "external" if "image" not in spec else f"image {spec['image']}"
+    try:
+        kube.custom().create_namespaced_custom_object(GROUP, VERSION, ns, "agents", body)
+        print(f"agent/{args.name} created (role {args.role}, {kind})")
+        return 0
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    kube.custom().patch_namespaced_custom_object(GROUP, VERSION, ns, "agents", args.name, {"spec": spec})
+    print(f"agent/{args.name} adopted (exists; merged: {', '.join(sorted(spec))})")
+    return 0
+
+
+def agent_rows(agents: list[dict[str, Any]]) -> list[list[str]]:
+    from ..conditions import get_condition
+
+    rows = []
+    for a in agents:
+        st, spec = a.get("status") or {}, a.get("spec") or {}
+        ready = get_condition(st.get("conditions"), "Ready")
+        rows.append([
+            a["metadata"]["namespace"], a["metadata"]["name"], spec.get("role", ""),
+            "external" if not spec.get("image") else "pods",
+            (ready or {}).get("status", "-") + (f"/{ready.get('reason')}" if ready and ready.get("reason") else ""),
+            f"{st.get('activeTasks', 0)}/{spec.get('maxConcurrentTasks', 1)}", str(st.get("tasksCompleted", 0)),
+            str(st.get("lastActive") or "-"), ",".join(spec.get("capabilities") or []) or "-",
+        ])
+    return rows
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .. import kube
+    from .common import scope
+    from .dashboard import table
+
+    agents = kube.list_custom("agents", scope(args))
+    if args.output == "json":
+        print(json.dumps(agents, indent=2))
+        return 0
+    print(table(["NAMESPACE", "NAME", "ROLE", "KIND", "READY", "TASKS", "COMPLETED", "LAST-ACTIVE", "CAPABILITIES"],
+                agent_rows(agents)))
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    """Open tasks of a deleted Agent are handed back by the operator to another Ready agent of the
+    stage's role; with nobody to take them, refuse (unless --force) instead of orphaning them."""
+    from kubernetes.client.rest import ApiException
+
+    from .. import handback, kube
+    from ..conditions import get_condition
+    from .common import fail, namespace
+
+    ns = namespace(args)
+    me = kube.get_custom("agents", ns, args.name)
+    if me is None:
+        return fail(f"agent {args.name} not found in {ns}")
+    role = (me.get("spec") or {}).get("role")
+    held = sorted(t["metadata"]["name"] for t in kube.list_custom("agenttasks", ns)
+                  if (t.get("status") or {}).get("assignee") == args.name
+                  and (t.get("status") or {}).get("phase") in handback.HOLDING_PHASES)
+    others = [a["metadata"]["name"] for a in kube.list_custom("agents", ns)
+              if a["metadata"]["name"] != args.name and (a.get("spec") or {}).get("role") == role
+              and (get_condition((a.get("status") or {}).get("conditions"), "Ready") or {}).get("status") == "True"]
+    if held and not others and not args.force:
+        return fail(f"agent {args.name} holds open tasks ({', '.join(held)}) and no other Ready agent with role "
+                    f"{role} could take them: add one, finish or cancel the tasks, or --force")
+    try:
+        kube.custom().delete_namespaced_custom_object(GROUP, VERSION, ns, "agents", args.name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return fail(f"agent {args.name} not found in {ns}")
+        raise
+    print(f"agent/{args.name} deleted" + (f"; open tasks handed back to the queue: {', '.join(held)}" if held else ""))
+    return 0
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("agent", help="inspect and drive Agent rollouts")
     asub = p.add_subparsers(dest="verb", required=True)
+    a = asub.add_parser("add", help="register an Agent (external without --image), or adopt an existing one")
+    a.add_argument("name")
+    a.add_argument("--role", required=True)
+    a.add_argument("--capability", action="append", default=[], help="capability tag (repeatable)")
+    a.add_argument("--image", help="container image the operator runs; omit for an external agent")
+    a.add_argument("--max-concurrent", type=int, help="tasks the agent may hold at once")
+    a.add_argument("--heartbeat-timeout", type=int, help="external agents: seconds a heartbeat stays fresh")
+    a.add_argument("--hand-back-after", type=int,
+                   help="external agents: seconds NotReady before its open tasks are handed back")
+    a.add_argument("--description")
+    a.set_defaults(func=_add)
+    ls = asub.add_parser("list", help="list Agents with readiness, load and completed stages")
+    add_all_namespaces(ls)
+    add_output(ls, "table", "json")
+    ls.set_defaults(func=_list)
+    rm = asub.add_parser("remove", help="delete an Agent; its open tasks are handed back (refused when nobody "
+                                        "could take them, unless --force)")
+    rm.add_argument("name")
+    rm.add_argument("--force", action="store_true", help="delete even though it holds open tasks")
+    rm.set_defaults(func=_remove)
     s = asub.add_parser("status", help="show an Agent's rollout status")
     s.add_argument("name")
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")

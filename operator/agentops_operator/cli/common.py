@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -12,14 +13,23 @@ from kubernetes.client.rest import ApiException
 from .. import kube
 
 
+class CLIError(Exception):
+    """A refusal the CLI reports as one line on stderr and exit code 1 (no traceback)."""
+
+
 def namespace(args: argparse.Namespace) -> str:
-    if args.namespace:
+    if getattr(args, "namespace", None):
         return str(args.namespace)
     try:
         _, active = config.list_kube_config_contexts()
         return str(active.get("context", {}).get("namespace") or "default")
     except (config.ConfigException, FileNotFoundError):
         return "default"
+
+
+def scope(args: argparse.Namespace) -> str | None:
+    """The namespace to list in, or None with -A/--all-namespaces (explicit, never implied)."""
+    return None if getattr(args, "all_namespaces", False) else namespace(args)
 
 
 def current_user() -> str:
@@ -37,12 +47,23 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
-def api_error(exc: ApiException) -> int:
-    import json
-
+def api_message(exc: ApiException) -> str:
     try:
         body: Any = json.loads(exc.body or "{}")
         message = body.get("message") or exc.reason
-    except ValueError:
+    except (ValueError, AttributeError):
         message = exc.reason
-    return fail(str(message))
+    return str(message)
+
+
+def api_error(exc: ApiException) -> int:
+    return fail(api_message(exc))
+
+
+def add_all_namespaces(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-A", "--all-namespaces", action="store_true",
+                   help="every namespace you may list (default: only -n / the kubeconfig's namespace)")
+
+
+def add_output(p: argparse.ArgumentParser, *choices: str) -> None:
+    p.add_argument("-o", "--output", choices=list(choices), default=choices[0], help="output format")

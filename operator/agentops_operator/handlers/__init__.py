@@ -19,12 +19,13 @@ from .. import GROUP, VERSION, kube
 from .. import settings as settings_mod
 from ..cache import listen, notify, store
 from ..runtime import RECONCILERS, runtime, watched
-from . import agent, quota, stats, task  # noqa: F401  (registration side effects)
+from . import agent, handback, quota, stats, task  # noqa: F401  (registration side effects)
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("agentops.audit")
 MANAGED = "app.kubernetes.io/managed-by=agentops-operator"
 CONFIG_LABEL = "agentops.dev/config"
+AGENT_LABEL = "agentops.dev/agent"
 
 # What the cache holds, and how it is primed: (plural, LIST path without namespace, with namespace,
 # label selector or None).
@@ -42,6 +43,8 @@ CACHED: list[tuple[str, str, str, str | None]] = [
     ("configmaps", "/api/v1/configmaps", "/api/v1/namespaces/{ns}/configmaps", MANAGED),
     ("configmaps", "/api/v1/configmaps", "/api/v1/namespaces/{ns}/configmaps", CONFIG_LABEL),
     ("configmaps", "/api/v1/configmaps", "/api/v1/namespaces/{ns}/configmaps", task.POLICY_LABEL),
+    ("leases", "/apis/coordination.k8s.io/v1/leases", "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+     AGENT_LABEL),
 ]
 
 
@@ -171,6 +174,7 @@ def _agent_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: 
     if new is None:
         runtime.forget("agents", ns, name)
         stats.stats.forget(ns, name)
+        handback.wake_tasks_of(ns, name)  # its open tasks go back to the queue
         runtime.enqueue(task.ASSIGN, ns, "", delay=task.ASSIGN_DEBOUNCE_SECONDS)
         return
     if _spec_changed(old, new):
@@ -234,6 +238,23 @@ for _plural, _group, _version in (("jobs", "batch", "v1"), ("deployments", "apps
                                   ("controllerrevisions", "apps", "v1"), ("services", "", "v1"),
                                   ("serviceaccounts", "", "v1")):
     _child(_plural, _group, _version)
+
+
+def _lease_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool) -> None:
+    """An external agent's heartbeat Lease changed: the Agent may be Ready again (expiry is a timer)."""
+    cur = new or old
+    assert cur is not None
+    owner = (cur["metadata"].get("labels") or {}).get(AGENT_LABEL)
+    if owner:
+        runtime.enqueue("agents", cur["metadata"].get("namespace") or "", owner)
+
+
+listen("leases", _lease_changed)
+
+
+@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={AGENT_LABEL: kopf.PRESENT}, id="cache-leases")
+async def _lease_event(event: dict[str, Any], **_: Any) -> None:
+    _feed("leases", event)
 
 
 def _config_map_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool) -> None:

@@ -25,6 +25,7 @@ from ..cache import store
 from ..conditions import set_condition
 from ..models.agent import AgentSpec
 from ..runtime import register, watched
+from . import external
 
 log = logging.getLogger(__name__)
 # Analysis outcomes and rollout steps as metrics, so dashboards and alerts need no log scraping.
@@ -111,6 +112,8 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     _sync_agent_labels(obj, spec)
     sa = wl.with_applied_hash(wl.service_account(obj, spec))
     _apply_if_changed(sa, store.peek("serviceaccounts", meta["namespace"], sa["metadata"]["name"]))
+    if spec.image is None:  # external agent: no workload, readiness from its heartbeat Lease
+        return external.reconcile(obj, spec, now)
 
     layers = [("global", global_config()), ("environment", environment_config(meta["namespace"])),
               ("instance", wl.instance_config(spec))]

@@ -24,6 +24,7 @@ from ..lifecycle import Phase, Verdict, judge_request, transition_key
 from ..models.task import AgentTaskSpec, ApprovalGateSpec, Gate, JobGateSpec, TransitionGates
 from ..runtime import register, register_work, runtime
 from ..timeutil import format_time, parse_time
+from . import handback
 
 log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
@@ -99,6 +100,7 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     st.setdefault("transitions", 0)
     pend.condition("Accepted", True, "Valid", "spec is valid")
     _sync_approvals(pend, spec)
+    handback.apply(pend, spec)  # holder gone, silent past its grace, or asked to give the task back
     recorded = Phase(st["phase"])
     requested = spec.requested_phase
 
@@ -653,7 +655,8 @@ def _agent_ready(agent: dict[str, Any]) -> bool:
     in the Deployment sense but has nobody to do the task)."""
     status = agent.get("status") or {}
     cond = get_condition(status.get("conditions"), "Ready")
-    return bool(cond and cond.get("status") == "True") and int(status.get("readyReplicas") or 0) >= 1
+    external = not (agent.get("spec") or {}).get("image")  # no pods: Ready means its heartbeat is fresh
+    return bool(cond and cond.get("status") == "True") and (external or int(status.get("readyReplicas") or 0) >= 1)
 
 
 def agent_available(agent: dict[str, Any]) -> tuple[bool, int]:

@@ -223,6 +223,23 @@ class Autoscaling(K8sModel):
 # ---- Agent -----------------------------------------------------------------------------------
 
 
+class HeartbeatSpec(K8sModel):
+    """How an external agent (no spec.image) shows it is alive: a coordination.k8s.io Lease named after the
+    Agent, renewed like a kubelet's node lease (the worker library renews it every timeoutSeconds / 4)."""
+
+    timeout_seconds: int = Field(
+        default=40, ge=2, le=86400,
+        description="The Agent is Ready while the Lease was renewed within this many seconds; after that it is "
+                    "NotReady with reason HeartbeatExpired and gets no new tasks.",
+    )
+    hand_back_after_seconds: int | None = Field(
+        default=300, ge=0, le=604800,
+        description="Open tasks of an external agent NotReady (HeartbeatExpired) for this long are handed back: "
+                    "reassigned to another Ready agent of the stage's role, with a handoff record saying why. "
+                    "Unset (null): never.",
+    )
+
+
 class AgentSpec(K8sModel):
     role: str = Field(description="What the agent does, e.g. developer, qa, deployer.", pattern=r"^[a-z0-9-]{1,63}$")
     description: str = Field(default="", description="Human description.", max_length=4096)
@@ -233,7 +250,13 @@ class AgentSpec(K8sModel):
         description="Capability tags; also set as labels capability.agentops.dev/<tag>=true.",
         max_length=32,
     )
-    image: str = Field(description="Container image of the agent.", min_length=1)
+    image: str | None = Field(
+        default=None,
+        description="Container image of the agent; the operator runs it as a Deployment. Unset: an external "
+                    "agent (a process anywhere) that the operator does not run: it proves it is alive by renewing "
+                    "the Lease named after the Agent (see heartbeat), with the ServiceAccount agent-<name>.",
+        min_length=1,
+    )
     command: list[str] = Field(default_factory=list, description="Entrypoint (default: the image's).")
     args: list[str] = Field(default_factory=list, description="Arguments.")
     env: list[EnvVar] = Field(default_factory=list, description="Plain environment variables.")
@@ -267,6 +290,9 @@ class AgentSpec(K8sModel):
         default=10, ge=0, le=100, description="Old revisions kept as ControllerRevisions for undo."
     )
     autoscaling: Autoscaling | None = Field(default=None, description="Queue-depth autoscaling.")
+    heartbeat: HeartbeatSpec = Field(
+        default_factory=HeartbeatSpec, description="Heartbeat of an external agent (ignored with spec.image)."
+    )
 
 
 # ---- status ----------------------------------------------------------------------------------
@@ -309,7 +335,12 @@ class AgentStatus(RolloutState):
     conditions: list[Condition] = conditions_field("agent")
     tasks_completed: int = Field(default=0, description="Tasks this agent has taken to Done or Deployed.")
     active_tasks: int = Field(default=0, description="Open tasks assigned to this agent.")
-    last_active: datetime | None = Field(default=None, description="When the agent last moved a task.")
+    last_active: datetime | None = Field(
+        default=None,
+        description="When the agent was last seen active: it moved a task, or (external agents) renewed its "
+                    "heartbeat Lease.",
+    )
+
 
 
 CRD = CRDInfo(
