@@ -72,12 +72,31 @@ e2e-deps: ## system packages the e2e tests use (Debian's prometheus, for the Age
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus; }
 
+.PHONY: image-deps
+image-deps: ## Debian's buildah, podman, runc and debootstrap (daemonless image build and run)
+	@command -v buildah >/dev/null && command -v podman >/dev/null && command -v runc >/dev/null \
+	  && command -v debootstrap >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q \
+	    --no-install-recommends buildah podman runc debootstrap uidmap; }
+
+.PHONY: image
+image: image-deps ## build the operator image (buildah; base made here by debootstrap); OCI archive in dist/
+	hack/image-build.sh
+
+.PHONY: lock
+lock: ## regenerate requirements.lock (the image's pinned dependencies) from pyproject.toml
+	rm -rf build/lock-venv && python3 -m venv build/lock-venv
+	build/lock-venv/bin/pip install -q .
+	{ sed -n '1,2p' requirements.lock; build/lock-venv/bin/pip freeze --exclude agentops-operator; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf build/lock-venv
+
 .PHONY: e2e
 e2e: install e2e-deps ## e2e tests against the cluster
 	$(VENV)/bin/pytest tests/e2e -q $(PYTEST_ARGS)
 
 .PHONY: test
-test: setup lint unit e2e ## everything CI runs
+test: setup lint unit image e2e ## everything CI runs (the image e2e runs the image built here)
 
 .PHONY: operator-bg
 operator-bg: install

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from .. import __version__
 from . import agent, dashboard, quota, task
 
 Handler = Callable[[argparse.Namespace], int]
@@ -17,6 +18,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubectl agentops", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the kubeconfig's)")
     parser.add_argument("--as", dest="as_user", default=None, help="impersonate this user (as kubectl --as)")
     parser.add_argument("--as-group", dest="as_groups", action="append", default=[], help="impersonate a group")
