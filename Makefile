@@ -103,13 +103,26 @@ operator-bg: install
 	hack/operator-bg.sh start
 
 .PHONY: demo
-demo: install ## local cluster, CRDs, operator in the background, samples, dashboard
-	hack/operator-bg.sh start
-	kubectl apply -f manifests/samples/
-	$(PY) -m agentops_operator.cli dashboard --wait 30 >/dev/null
-	kubectl get agentops -A
+demo: ## local cluster, CRDs, operator in the background, samples, dashboard (first run ~15-25 min)
+	@echo "==> agentops demo. First run on a fresh machine: python venv (~1 min), then the control plane"
+	@echo "    is compiled from Go modules (~15 min on 2 cores, longer on a busy machine; cached afterwards),"
+	@echo "    then cluster, CRDs, operator and samples (~30 s). Later runs take ~30 s."
+	@echo "==> [1/5] python venv and the project (.venv)"
+	@$(MAKE) --no-print-directory setup >/dev/null
+	@echo "==> [2/5] local cluster (builds the control plane first if it is not cached)"
+	@$(MAKE) --no-print-directory install >/dev/null
+	@echo "==> [3/5] operator in the background (log: .cluster/operator.log)"
+	@hack/operator-bg.sh start
+	@echo "==> [4/5] samples; waiting until the operator has assigned the sample task"
+	@kubectl apply -f manifests/samples/ >/dev/null
+	@kubectl wait agenttask/add-retry-logic -n default --for=jsonpath='{.status.phase}'=Assigned --timeout=90s >/dev/null
+	@kubectl wait agents --all -n default --for=jsonpath='{.status.phase}'=Healthy --timeout=90s >/dev/null \
+	  || echo "    (some sample Agents are not Healthy yet; the dashboard shows where they are)"
+	@$(PY) -m agentops_operator.cli dashboard --wait 30 >/dev/null
+	@echo "==> [5/5] dashboard"
+	@kubectl get agentops -A
 	@echo
-	$(PY) -m agentops_operator.cli dashboard
+	@$(PY) -m agentops_operator.cli dashboard
 	@echo
 	@echo "operator log: .cluster/operator.log; stop it with: make demo-down"
 

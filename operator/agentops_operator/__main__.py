@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         api = _api()
         preflight(api, cfg)
+        # Registering handlers starts nothing; done before the wait so a standby takes over faster.
+        from . import handlers  # noqa: F401
         if cfg.leader_elect:
             elector = _elect(api, cfg, identity)
     except StartupError as exc:
@@ -140,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    from . import handlers  # noqa: F401  (registers kopf handlers)
-
     try:
         kopf.run(
             standalone=True,  # no kopf peering: one active replica is the Lease's job (leader.py)
