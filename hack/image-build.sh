@@ -18,12 +18,12 @@ if [[ -f "$ca" ]]; then
 fi
 echo "==> image $IMAGE from $base" >&2
 buildah build --quiet "${args[@]}" . >/dev/null
-id="$(buildah images --noheading --no-trunc --format "{{.ID}}" "$IMAGE")"; id="${id#sha256:}"
+id="$(buildah images --noheading --no-trunc --format "{{.ID}}" "$IMAGE" | awk 'NR == 1')"; id="${id#sha256:}"
 mkdir -p dist
 if [[ "$(cat "$IMAGE_ARCHIVE.id" 2>/dev/null)" != "$id" || ! -f "$IMAGE_ARCHIVE" ]]; then
   rm -f "$IMAGE_ARCHIVE" "$IMAGE_ARCHIVE.id"
   buildah push --quiet "$IMAGE" "oci-archive:$IMAGE_ARCHIVE:$IMAGE" >/dev/null
   echo "$id" > "$IMAGE_ARCHIVE.id"
 fi
-size="$(buildah inspect --type image --format '{{.Size}}' "$IMAGE" 2>/dev/null || true)"
-echo "==> $IMAGE (id ${id:0:12}) built in $(( $(date +%s) - start ))s; archive $(du -h "$IMAGE_ARCHIVE" | cut -f1) at ${IMAGE_ARCHIVE#"$IMAGE_ROOT"/}" >&2
+size="$(buildah images --noheading --format '{{.Size}}' "$IMAGE" | awk 'NR == 1')"
+echo "==> $IMAGE (id ${id:0:12}, $size) built in $(( $(date +%s) - start ))s; archive $(du -h "$IMAGE_ARCHIVE" | cut -f1) at ${IMAGE_ARCHIVE#"$IMAGE_ROOT"/}" >&2

@@ -35,7 +35,6 @@ SECCOMP_DEFAULT = Path("/usr/share/containers/seccomp.json")
 # open-file and process limits above this host's hard limits, which a sandboxed host refuses.
 _NOFILE = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536)
 LIMITS = ["--ulimit", f"nofile={_NOFILE}:{_NOFILE}", "--ulimit", "nproc=4096:4096"]
-pytestmark = pytest.mark.kwok  # gate Job pods complete through kwok
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -192,6 +191,7 @@ def scratch() -> Iterator[Path]:
         yield Path(d)
 
 
+@pytest.mark.kwok  # the gate Job's pod completes through kwok
 def test_image_runs_as_the_chart_deploys_it_and_reconciles(image: str, chart_pod: dict[str, Any], image_ns: str,
                                                            scratch: Path) -> None:
     ns = make_team(image_ns)
