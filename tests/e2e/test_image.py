@@ -51,14 +51,24 @@ def _storage_conf() -> str:
     return out.stdout.strip()
 
 
+def render_chart(release: str, namespace: str) -> list[dict[str, Any]]:
+    """`helm template` with default values (only the admission policy and user roles left out)."""
+    helm = shutil.which("helm") or str(ROOT / ".cluster" / "bin" / "helm")
+    out = subprocess.run([helm, "template", release, str(CHART), "--namespace", namespace,
+                          "--set", "admissionPolicies.enabled=false,userRoles.enabled=false"],
+                         capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+    return dict(deploy["spec"]["template"]["spec"])
+
+
 @pytest.fixture(scope="module")
 def chart_pod() -> dict[str, Any]:
     """The operator Deployment's pod spec as `helm template` renders it with default values."""
-    helm = shutil.which("helm") or str(ROOT / ".cluster" / "bin" / "helm")
-    out = subprocess.run([helm, "template", "r", str(CHART), "--namespace", "agentops-system"],
-                         capture_output=True, text=True, check=True).stdout
-    (deploy,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
-    return dict(deploy["spec"]["template"]["spec"])
+    return pod_spec(render_chart("r", "agentops-system"))
 
 
 @pytest.fixture(scope="module")
@@ -192,11 +202,31 @@ def scratch() -> Iterator[Path]:
 
 
 @pytest.mark.kwok  # the gate Job's pod completes through kwok
-def test_image_runs_as_the_chart_deploys_it_and_reconciles(image: str, chart_pod: dict[str, Any], image_ns: str,
-                                                           scratch: Path) -> None:
+def test_image_runs_as_the_chart_deploys_it_and_reconciles(image: str, image_ns: str, scratch: Path) -> None:
     ns = make_team(image_ns)
-    ctr = Container(image, chart_pod, ns, [f"--namespace={ns}", f"--operator-namespace={ns}"],
-                    kubeconfig_for_container(scratch), scratch)
+    # The chart's own ServiceAccount and RBAC (ClusterRole + the Lease Role) in this namespace: the
+    # container acts with that identity's token, so the chart's RBAC must be enough.
+    release = f"img{uuid.uuid4().hex[:6]}"
+    docs = render_chart(release, ns)
+    rbac = [d for d in docs if d["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                                              "RoleBinding"}]
+    assert {d["kind"] for d in rbac} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    pod = pod_spec(docs)
+    ctr = None
+    try:
+        kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}))
+        token = kubectl("create", "token", pod["serviceAccountName"], "-n", ns, "--duration=1h").stdout.strip()
+        ctr = Container(image, pod, ns, [f"--namespace={ns}"], kubeconfig_for_container(scratch, token), scratch)
+        _run_and_reconcile(ctr, ns, lease=f"{release}-agentops")
+    finally:
+        if ctr:
+            ctr.remove()
+        for d in rbac:
+            if d["kind"].startswith("Cluster"):
+                kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found", check=False)
+
+
+def _run_and_reconcile(ctr: Container, ns: str, lease: str) -> None:
     try:
         ctr.start()
         wait_for(lambda: ctr.healthz() is not None or (not ctr.running() and ctr.logs() + "EXITED"),
@@ -218,8 +248,8 @@ def test_image_runs_as_the_chart_deploys_it_and_reconciles(image: str, chart_pod
         assert tamper.returncode != 0 and "Permission denied" in tamper.stderr, tamper
         podman("exec", ctr.name, "python3", "-c", "open('/tmp/probe', 'w').write('ok')")
         # The chart turns leader election on: the container holds the Lease under its pod name.
-        lease = wait_for(lambda: kget("lease", "r-agentops", ns), timeout=30, what="the Lease")
-        assert lease["spec"]["holderIdentity"] == ctr.pod_name
+        held = wait_for(lambda: kget("lease", lease, ns), timeout=30, what="the Lease")
+        assert held["spec"]["holderIdentity"] == ctr.pod_name
 
         # An Agent reaches Healthy.
         wait_for(lambda: kget("agent", "dev-1", ns).get("status", {}).get("phase") == "Healthy", timeout=90,
@@ -240,7 +270,6 @@ def test_image_runs_as_the_chart_deploys_it_and_reconciles(image: str, chart_pod
         assert ctr.running(), ctr.logs()
     finally:
         logs = ctr.logs()
-        ctr.remove()
     assert "Traceback" not in logs, logs[-3000:]
 
 
