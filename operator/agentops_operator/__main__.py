@@ -126,13 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     fmt = kopf.LogFormat.JSON if cfg.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=cfg.verbose, log_format=fmt)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings would repeat our one line
     # kopf would ask getpwuid() for a name when POD_ID is unset: a uid with no passwd entry crashes it.
     identity = cfg.identity or default_identity()
     elector: LeaseElector | None = None
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    pool_level = pool_log.level
     try:
         api = _api()
-        preflight(api, cfg)
+        pool_log.setLevel(logging.ERROR)  # its retry warnings would repeat the one line below
+        try:
+            preflight(api, cfg)
+        finally:
+            pool_log.setLevel(pool_level)
         # Registering handlers starts nothing; done before the wait so a standby takes over faster.
         from . import handlers  # noqa: F401
         if cfg.leader_elect:
