@@ -9,6 +9,7 @@ ports) are the test's. podman runs it; the Makefile installs podman and builds t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -45,6 +46,7 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     return proc
 
 
+@functools.cache
 def _storage_conf() -> str:
     out = subprocess.run(["bash", "-c", f"source {ROOT}/hack/image-env.sh && echo $CONTAINERS_STORAGE_CONF"],
                          capture_output=True, text=True, check=True)
