@@ -75,7 +75,7 @@ e2e-deps: ## system packages the e2e tests use (Debian's prometheus, for the Age
 .PHONY: image-deps
 image-deps: ## Debian's buildah, podman, runc and debootstrap (daemonless image build and run)
 	@command -v buildah >/dev/null && command -v podman >/dev/null && command -v runc >/dev/null \
-	  && command -v debootstrap >/dev/null || { \
+	  && PATH="$$PATH:/usr/sbin:/sbin" command -v debootstrap >/dev/null || { \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q \
 	    --no-install-recommends buildah podman runc debootstrap uidmap; }

@@ -1,6 +1,7 @@
 # Sourced by hack/image-*.sh: where images live and what they are called.
 # shellcheck shell=bash
 IMAGE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # debootstrap lives in sbin
 if [[ -z "${CONTAINERS_STORAGE_CONF:-}" ]]; then
   # overlay (fast, layers shared) when the kernel has overlayfs and the storage is not itself on an
   # overlay mount (a build inside a container); else vfs.
