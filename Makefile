@@ -88,6 +88,25 @@ browser-deps: ## Debian's chromium, for the headless check of `dashboard --forma
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends chromium; }
 
+.PHONY: image-deps
+image-deps: ## Debian's buildah, podman, runc and debootstrap (daemonless image build and run)
+	@command -v buildah >/dev/null && command -v podman >/dev/null && command -v runc >/dev/null \
+	  && PATH="$$PATH:/usr/sbin:/sbin" command -v debootstrap >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q \
+	    --no-install-recommends buildah podman runc debootstrap uidmap; }
+
+.PHONY: image
+image: image-deps ## build the operator image (buildah; base made here by debootstrap); OCI archive in dist/
+	hack/image-build.sh
+
+.PHONY: lock
+lock: ## regenerate requirements.lock (the image's pinned dependencies) from pyproject.toml
+	rm -rf build/lock-venv && python3 -m venv build/lock-venv
+	build/lock-venv/bin/pip install -q .
+	{ sed -n '1,2p' requirements.lock; build/lock-venv/bin/pip freeze --exclude agentops-operator; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf build/lock-venv
+
 .PHONY: e2e
 e2e: install e2e-deps deps browser-deps ## e2e tests against the cluster
 	$(VENV)/bin/pytest tests/e2e -q $(PYTEST_ARGS)
@@ -101,20 +120,33 @@ chaos: install ## operator SIGKILLs, a second operator and an API-server restart
 	$(VENV)/bin/pytest tests/chaos -q $(PYTEST_ARGS)
 
 .PHONY: test
-test: setup deps lint unit e2e chaos scale ## everything CI runs
+test: setup deps lint unit image e2e chaos scale ## everything CI runs (the image e2e runs the image built here)
 
 .PHONY: operator-bg
 operator-bg: install
 	hack/operator-bg.sh start
 
 .PHONY: demo
-demo: install ## local cluster, CRDs, operator in the background, samples, dashboard
-	hack/operator-bg.sh start
-	kubectl apply -f manifests/samples/
-	$(PY) -m agentops_operator.cli dashboard -A --wait 30 >/dev/null
-	kubectl get agentops -A
+demo: ## local cluster, CRDs, operator in the background, samples, dashboard (first run ~15-25 min)
+	@echo "==> agentops demo. First run on a fresh machine: python venv (~1 min), then the control plane"
+	@echo "    is compiled from Go modules (~15 min on 2 cores, longer on a busy machine; cached afterwards),"
+	@echo "    then cluster, CRDs, operator and samples (~30 s). Later runs take ~30 s."
+	@echo "==> [1/5] python venv and the project (.venv)"
+	@$(MAKE) --no-print-directory setup >/dev/null
+	@echo "==> [2/5] local cluster (builds the control plane first if it is not cached)"
+	@$(MAKE) --no-print-directory install >/dev/null
+	@echo "==> [3/5] operator in the background (log: .cluster/operator.log)"
+	@hack/operator-bg.sh start
+	@echo "==> [4/5] samples; waiting until the operator has assigned the sample task"
+	@kubectl apply -f manifests/samples/ >/dev/null
+	@kubectl wait agenttask/add-retry-logic -n default --for=jsonpath='{.status.phase}'=Assigned --timeout=90s >/dev/null
+	@kubectl wait agents --all -n default --for=jsonpath='{.status.phase}'=Healthy --timeout=90s >/dev/null \
+	  || echo "    (some sample Agents are not Healthy yet; the dashboard shows where they are)"
+	@$(PY) -m agentops_operator.cli dashboard -A --wait 30 >/dev/null
+	@echo "==> [5/5] dashboard"
+	@kubectl get agentops -A
 	@echo
-	$(PY) -m agentops_operator.cli dashboard -A
+	@$(PY) -m agentops_operator.cli dashboard -A
 	@echo
 	@echo "operator log: .cluster/operator.log; stop it with: make demo-down"
 

@@ -22,6 +22,15 @@ if [[ -f "$STAMP" ]]; then
 fi
 mkdir -p "$BIN"
 start=$(date +%s)
+LOG="$OUT/build.log"
+: > "$LOG"
+# Progress on stderr, one line per stage; Go's own output goes to $LOG (shown if a stage fails).
+stage() { echo "==> control plane [$1] $2 (elapsed $(( $(date +%s) - start ))s)" >&2; }
+quiet() { "$@" >>"$LOG" 2>&1 || { tail -30 "$LOG" >&2; echo "control-plane build failed; full log: $LOG" >&2; exit 1; }; }
+echo "==> building the control plane from Go modules into $OUT" >&2
+echo "    (kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm): about 15 min on" >&2
+echo "    2 cores the first time, most of it compiling Kubernetes; cached for every later run." >&2
+stage 1/4 "downloading Go modules (~2-4 min)"
 
 # Wrapper module: k8s.io/kubernetes replaces its staging modules with ./staging paths, which
 # only the main module may do, so we replace each with its published v0.Y.Z instead.
@@ -46,23 +55,26 @@ gomod=$(cd "$WRAP" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | p
 etcd_version=$(grep -E '^\s*go\.etcd\.io/etcd/client/v3 ' "$gomod" | awk '{print $2}')
 (
   cd "$WRAP"
-  go get "k8s.io/kubernetes@$K8S_VERSION" "go.etcd.io/etcd/server/v3@$etcd_version"
+  quiet go get "k8s.io/kubernetes@$K8S_VERSION" "go.etcd.io/etcd/server/v3@$etcd_version"
   for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    go get -tool "k8s.io/kubernetes/cmd/$c@$K8S_VERSION"
+    quiet go get -tool "k8s.io/kubernetes/cmd/$c@$K8S_VERSION"
   done
-  go mod tidy
+  quiet go mod tidy
+  stage 2/4 "compiling kube-apiserver, controller-manager, scheduler, kubectl, etcd (~8-10 min)"
   ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
-  go build -trimpath -ldflags "$ldflags" -o "$BIN/" \
+  quiet go build -trimpath -ldflags "$ldflags" -o "$BIN/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
-  go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" ./etcd
+  quiet go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" ./etcd
 )
-GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+stage 3/4 "kwok and kwokctl (~1-2 min)"
+GOBIN="$BIN" quiet go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
 # helm's capabilities default to the Kubernetes version stamped here (else v1.20 and kubeVersion checks fail).
 hv="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 hv="$hv -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
 hv="$hv -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
-GOBIN="$BIN" go install -trimpath -ldflags "-s -w $hv" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+stage 4/4 "helm (~1-2 min)"
+GOBIN="$BIN" quiet go install -trimpath -ldflags "-s -w $hv" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 # kwok's default stages ship in its module; kwokctl only adds them when we add none.
 moddir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])' || true)
 if [[ -n "$moddir" && -d "$moddir/kustomize/stage" ]]; then

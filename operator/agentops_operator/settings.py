@@ -24,10 +24,21 @@ class Settings:
     history_limit: int = 50
     job_ttl_seconds: int = 3600
     workers: int = 4
+    # Leader election on a coordination.k8s.io Lease (leader.py); off for local runs and tests.
+    leader_elect: bool = False
+    leader_elect_lease_name: str = "agentops-operator"
+    leader_elect_namespace: str = ""  # empty: operator_namespace
+    identity: str = ""  # empty: POD_ID, else host-pid (leader.default_identity)
+    lease_duration: float = 10.0
+    renew_deadline: float = 7.0
+    retry_period: float = 2.0
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
+        from . import __version__
+
         p = argparse.ArgumentParser(prog="agentops-operator", description="Run the agentops kopf operator.")
+        p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
         p.add_argument(
             "--namespace", action="append", default=None,
             help="namespace to watch (repeatable; env AGENTOPS_NAMESPACES=a,b); default: all",
@@ -48,6 +59,23 @@ class Settings:
         p.add_argument("--history-limit", type=int, default=int(os.environ.get("AGENTOPS_HISTORY_LIMIT", "50")))
         p.add_argument("--workers", type=int, default=int(os.environ.get("AGENTOPS_WORKERS", "4")),
                        help="reconcile worker threads (keys are never worked on twice at once)")
+        le = p.add_argument_group("leader election (a coordination.k8s.io/v1 Lease; one active replica)")
+        le.add_argument(
+            "--leader-elect", action=argparse.BooleanOptionalAction,
+            default=os.environ.get("AGENTOPS_LEADER_ELECT", "") in ("1", "true"),
+            help="wait for the Lease before reconciling (env AGENTOPS_LEADER_ELECT=1); default off",
+        )
+        le.add_argument("--leader-elect-lease-name", default=os.environ.get("AGENTOPS_LEADER_ELECT_LEASE_NAME",
+                                                                            "agentops-operator"))
+        le.add_argument("--leader-elect-namespace", default=os.environ.get("AGENTOPS_LEADER_ELECT_NAMESPACE", ""),
+                        help="namespace of the Lease; default: --operator-namespace")
+        le.add_argument("--identity", default=os.environ.get("POD_ID", ""),
+                        help="this replica's name in the Lease and kopf (env POD_ID); default: host-pid")
+        le.add_argument("--leader-elect-lease-duration", type=float, default=10.0,
+                        help="seconds a standby waits on an unrenewed Lease before taking it")
+        le.add_argument("--leader-elect-renew-deadline", type=float, default=7.0,
+                        help="seconds the leader keeps trying to renew before it exits")
+        le.add_argument("--leader-elect-retry-period", type=float, default=2.0)
         a = p.parse_args(argv)
         return cls(
             namespaces=a.namespace or _env_list("AGENTOPS_NAMESPACES"),
@@ -59,6 +87,13 @@ class Settings:
             operator_namespace=a.operator_namespace,
             history_limit=a.history_limit,
             workers=max(1, a.workers),
+            leader_elect=a.leader_elect,
+            leader_elect_lease_name=a.leader_elect_lease_name,
+            leader_elect_namespace=a.leader_elect_namespace,
+            identity=a.identity,
+            lease_duration=a.leader_elect_lease_duration,
+            renew_deadline=a.leader_elect_renew_deadline,
+            retry_period=a.leader_elect_retry_period,
         )
 
 

@@ -61,8 +61,9 @@ def test_helm_lint_is_clean() -> None:
 def test_helm_template_restricted_least_privilege_and_mirrors_manifests() -> None:
     docs = render("r")
     deploy = by_kind(docs, "Deployment")["r-agentops"]
-    assert deploy["spec"]["replicas"] == 1
-    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    assert deploy["spec"]["replicas"] == 2  # one leader, one standby on the Lease
+    assert deploy["spec"]["strategy"] == {"type": "RollingUpdate",
+                                          "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = deploy["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
@@ -129,9 +130,10 @@ def test_helm_template_toggles() -> None:
     docs = render("r", "agentops", "--set", "metrics.serviceMonitor.enabled=true",
                   "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
     assert "ServiceMonitor" in {d["kind"] for d in docs}
-    # Replicas are fixed at 1 (kopf standalone mode).
-    proc = helm("template", "r", str(CHART), "--kube-version", MIN_KUBE, "--set", "replicas=2", check=False)
-    assert proc.returncode != 0 and "replicas" in proc.stderr
+    # Two active operators are refused: more than one replica needs leader election.
+    proc = helm("template", "r", str(CHART), "--kube-version", MIN_KUBE, "--set",
+                "replicas=2,leaderElection.enabled=false", check=False)
+    assert proc.returncode != 0 and "leaderElection" in proc.stderr
 
 
 def test_full_chart_accepted_by_api_server_beside_manifests(ns: str) -> None:
@@ -167,7 +169,7 @@ def test_helm_install_and_uninstall(ns: str) -> None:
         kubectl("wait", "--for=condition=Available", "--timeout=90s", f"deployment/{release}-agentops", "-n", ns,
                 timeout=100)
         deploy = kget("deployment", f"{release}-agentops", ns)
-        assert deploy["status"]["availableReplicas"] == 1
+        assert deploy["status"]["availableReplicas"] == 2
         assert sorted(_release_objects(release)) == [
             f"clusterrole.rbac.authorization.k8s.io/{release}-agentops-operator",
             f"clusterrolebinding.rbac.authorization.k8s.io/{release}-agentops-operator",
