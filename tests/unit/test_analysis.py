@@ -120,7 +120,8 @@ def test_measure_http_errors() -> None:
 
     p = HTTPProvider(url="http://x/")
     assert an.measure_http(p, _metric(), {}, NOW, fetch=boom).phase is ERR
-    assert an.measure_http(HTTPProvider(url="file:///etc/passwd"), _metric(), {}, NOW, fetch=boom).phase is ERR
+    file_url = HTTPProvider.model_construct(url="file:///etc/passwd", headers=[], json_path="", timeout_seconds=5)
+    assert an.measure_http(file_url, _metric(), {}, NOW, fetch=boom).phase is ERR
     bad_path = HTTPProvider(url="http://x/", json_path="$.nope")
     assert an.measure_http(bad_path, _metric(successCondition="result"), {}, NOW,
                            fetch=_fetch(200, {"a": 1})).phase is ERR
