@@ -188,7 +188,7 @@ class AgentTaskSpec(K8sModel):
         json_schema_extra={
             **unique_by("transition"),
             "x-kubernetes-validations": [{
-                "rule": "self.all(t, t.gates.all(g, !has(g.required)))",
+                "rule": "self.all(t, !has(t.gates) || t.gates.all(g, !has(g.required)))",
                 "message": "gates[].required is for namespace gate policies only; a task cannot mark gates required",
             }],
         },
