@@ -30,6 +30,7 @@ import fnmatch
 import http.client
 import ipaddress
 import json
+import logging
 import math
 import os
 import re
@@ -114,6 +115,9 @@ def _is_nan(x: Any) -> celtypes.BoolType:
 
 
 _FUNCTIONS: dict[str, Any] = {"isNaN": _is_nan}
+# celpy logs every evaluation step at DEBUG (and user mistakes at ERROR): the operator reports
+# condition errors in status itself, so keep its own log readable under --verbose.
+logging.getLogger("celpy").setLevel(logging.CRITICAL)
 _env_lock = threading.Lock()
 _env: celpy.Environment | None = None
 
