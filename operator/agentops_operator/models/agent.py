@@ -57,7 +57,7 @@ def _one_of(*fields: str, what: str) -> ConfigDict:
 Capability = Annotated[str, Field(max_length=63, pattern=r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")]
 # ConfigMap keys (config and runtime end up in the Agent's ConfigMap).
 _CONFIG_KEYS = {"x-kubernetes-validations": [{
-    "rule": "self.all(k, k.matches('^[-._a-zA-Z0-9]+$'))",
+    "rule": "self.all(k, size(k) <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))",
     "message": "keys may only contain letters, digits, '-', '_' and '.'",
 }]}
 _QUANTITIES = {"x-kubernetes-validations": [{
