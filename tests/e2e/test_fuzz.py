@@ -104,17 +104,18 @@ def put(node: Any, path: tuple[Any, ...], value: Any) -> None:
 X = "x"
 EDGY: dict[str, list[tuple[tuple[Any, ...], Any]]] = {
     "agenttasks": [
+        (("assignee",), "fuzz-dev"), (("assignee",), "fuzz-dev"), (("assignee",), "fuzz-dev"),
         (("title",), X * 256), (("description",), X * 32768), (("notes",), X * 32768), (("output",), X * 4096),
         (("capabilities",), [f"c{i}" for i in range(32)]), (("historyLimit",), 1), (("priority",), 1000),
         (("assignee",), "ghost"), (("requestedPhase",), "Assigned"), (("requestedPhase",), "Cancelled"),
         (("costs",), [{"resource": "publish", "amount": 10 ** 15, "phase": "Assigned"}]),
         (("pipeline",), [{"name": f"s{i}", "phases": ["Assigned"], "agent": "ghost"} for i in range(16)]),
-        (("gates",), [{"transition": "Backlog->Assigned", "gates": [
+        (("gates",), [{"transition": "Assigned->InProgress", "gates": [
             {"name": f"g{i}", "type": "Job", "job": {"image": "a" * 512, "serviceAccountName": "ghost",
                                                     "workspaceClaim": "ghost-pvc", "command": [X * 4096] * 64,
                                                     "podAnnotations": {f"k{j}": X * 4096 for j in range(32)}}}
             for i in range(16)]}]),
-        (("gates",), [{"transition": "Backlog->Assigned", "gates": [
+        (("gates",), [{"transition": "Assigned->InProgress", "gates": [
             {"name": "a", "type": "Approval", "approval": {"required": 20, "timeoutSeconds": 1,
                                                            "onTimeout": "Reject"}}]}]),
         (("approvals",), [{"id": f"i{i}", "approver": "nobody", "decision": "Approved"} for i in range(100)]),
@@ -212,6 +213,10 @@ def invalid_conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_fuzz_hostile_specs_of_the_three_kinds(ns: str, operator) -> None:
     run = Run(ns)
+    # A named Agent tasks can be assigned to (not Ready: replicas 0; a named assignee need not be).
+    client.CustomObjectsApi(api()).create_namespaced_custom_object("agentops.dev", "v1alpha1", ns, "agents", {
+        "apiVersion": "agentops.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "fuzz-dev"},
+        "spec": {"role": "nobody", "image": "registry.example/fuzz:1", "replicas": 0, "maxConcurrentTasks": 1000}})
     log_offset = operator.log_path.stat().st_size
     start = time.monotonic()
     peak = operator_rss_mib(operator.proc.pid)
@@ -245,6 +250,17 @@ def test_fuzz_hostile_specs_of_the_three_kinds(ns: str, operator) -> None:
         return got if not pending else None
 
     got = wait_for(reconciled, timeout=120, interval=2, what="every accepted object reconciled")
+    # Second stage: assigned tasks request InProgress, through their (careless) gates.
+    me = client.AuthenticationV1Api(api()).create_self_subject_review(
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).status.user_info.username
+    moved = 0
+    for obj in got:
+        if obj["kind"] == "AgentTask" and (obj.get("status") or {}).get("phase") == "Assigned":
+            objs.patch_namespaced_custom_object("agentops.dev", "v1alpha1", ns, "agenttasks", obj["metadata"]["name"],
+                                                {"spec": {"requestedPhase": "InProgress", "by": me}})
+            moved += 1
+    got = wait_for(reconciled, timeout=120, interval=2, what="every moved task reconciled")
+    time.sleep(5)  # let gate Jobs be created and observed once more
     peak = max(peak, operator_rss_mib(operator.proc.pid))
     for obj in got:
         for c in invalid_conditions(obj):
@@ -252,7 +268,7 @@ def test_fuzz_hostile_specs_of_the_three_kinds(ns: str, operator) -> None:
     log = log_since(operator.log_path, log_offset)
     tracebacks = log.count("Traceback (most recent call last)")
     loops = len(re.findall(r"API error 422", log))
-    figures = {"applied": run.n, "refused": run.refused, "accepted": len(run.accepted),
+    figures = {"applied": run.n, "refused": run.refused, "accepted": len(run.accepted), "moved": moved,
                "apply_seconds": round(applied, 1), "total_seconds": round(time.monotonic() - start, 1),
                "operator_rss_peak_mib": round(peak, 1), "rss_bound_mib": RSS_BOUND_MIB,
                "tracebacks": tracebacks, "api_422_retries": loops}
