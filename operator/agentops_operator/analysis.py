@@ -1,138 +1,172 @@
 """Analysis providers for Agent rollouts: Job, HTTP and Prometheus.
 
-Conditions are small expressions on ``result`` (Argo Rollouts style: ``result[0] >= 0.95``,
-``result.status == "ok" && result.errors < 3``). They are evaluated by a whitelist AST walker,
-never ``eval``: the spec is user input and the operator has cluster credentials.
+Conditions are CEL expressions on ``result`` (``result[0] >= 0.95``,
+``result.status == "ok" && result.errors < 3``), the language Kubernetes itself uses for
+admission. They are evaluated by cel-python with a cost meter: every evaluation step costs 1 and
+every value a step builds (a concatenated string or list, a macro's result) costs its size; past
+``COST_LIMIT`` units or ``TIME_LIMIT`` seconds the evaluation stops with an error. CEL has no
+string repetition, loops or recursion, so with the meter, memory and time are bounded by
+construction whatever the expression: the spec is user input and the operator has cluster
+credentials.
+
+HTTP and Prometheus targets are restricted by the operator's configuration (``UrlPolicy``): by
+default only Services of the Agent's own namespace (``<svc>.<ns>.svc[.cluster.local]``) and the
+configured Prometheus endpoints; every resolved address is checked (never loopback, link-local,
+cloud metadata, unspecified, multicast or the API server, unless an operator flag explicitly
+allows a network), the connection goes to the checked address (no DNS rebinding), redirects are
+not followed, at most ``MAX_BODY`` bytes are read, and only the value a ``jsonPath`` extracted
+(clipped) is stored in status, never the body.
 
 Outcome rules (as Argo Rollouts): failureCondition true → Failed; else successCondition given →
 Successful if true, Failed if false, unless a failureCondition is also given, in which case
 neither matching is Inconclusive; with only a failureCondition, false → Successful. Provider
-trouble (timeouts, bad JSON, Prometheus errors) is an Error measurement, retried up to
-consecutiveErrorLimit.
+trouble (timeouts, bad JSON, Prometheus errors, refused URLs) is an Error measurement, retried up
+to consecutiveErrorLimit.
 """
 
 from __future__ import annotations
 
-import ast
+import fnmatch
+import http.client
+import ipaddress
 import json
+import logging
 import math
-import operator
+import os
 import re
-import urllib.error
+import socket
+import ssl
+import threading
+import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import celpy
+import lark
+from celpy import celtypes
+from celpy.evaluation import CELEvalError, Evaluator
 
 from . import names, podsecurity
 from . import rollout as ro
 from .models.agent import HTTPProvider, JobProvider, Metric, PrometheusProvider
 
-MAX_BODY = 1 << 20  # read at most 1 MiB of a response
+MAX_BODY = 256 * 1024  # read at most 256 KiB of a response
+MAX_VALUE = 256  # characters of an extracted value kept in status
+COST_LIMIT = 1_000_000  # evaluation steps + sizes of built values, per condition
+TIME_LIMIT = 1.0  # seconds per condition
 
-# ---- condition expressions -------------------------------------------------------------------
+# ---- condition expressions (CEL) -------------------------------------------------------------
 
 
 class ConditionError(ValueError):
     """The expression is not allowed or cannot be evaluated on this result."""
 
 
-_CMP: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
-}
-_BIN: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.Mod: operator.mod,
-}
-_FUNCS: dict[str, Callable[..., Any]] = {
-    "len": len, "float": float, "int": int, "abs": abs, "min": min, "max": max, "all": all, "any": any,
-    "isNaN": lambda x: isinstance(x, float) and math.isnan(x),
-}
+class _BudgetExceeded(Exception):
+    pass
 
 
-def _to_python(expr: str) -> str:
-    """Accept Argo's expr syntax for the common operators (&&, ||, !, true/false/nil)."""
-    out = re.sub(r"&&", " and ", expr)
-    out = re.sub(r"\|\|", " or ", out)
-    out = re.sub(r"!(?!=)", " not ", out)
-    out = re.sub(r"\btrue\b", "True", out)
-    out = re.sub(r"\bfalse\b", "False", out)
-    return re.sub(r"\bnil\b", "None", out)
+# Rules whose value is newly built (so its size is paid for); the others read existing values.
+_BUILDS = {"addition", "multiplication", "member_dot_arg", "ident_arg", "dot_ident_arg", "list_lit", "map_lit",
+           "member_object"}
 
 
-class _Attr(dict[str, Any]):
-    """JSON objects allow result.field as well as result["field"]."""
+@dataclass
+class _Meter:
+    limit: int
+    deadline: float
+    spent: int = 0
+
+    def charge(self, rule: str, value: Any) -> None:
+        cost = 1
+        if rule in _BUILDS and isinstance(value, str | bytes | list | dict):
+            cost += len(value)
+        self.spent += cost
+        if self.spent > self.limit:
+            raise _BudgetExceeded(f"cost limit of {self.limit} exceeded")
+        if time.monotonic() > self.deadline:
+            raise _BudgetExceeded(f"time limit of {TIME_LIMIT}s exceeded")
 
 
-def _wrap(value: Any) -> Any:
-    if isinstance(value, dict):
-        return _Attr({k: _wrap(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [_wrap(v) for v in value]
-    return value
+class _MeteredEvaluator(Evaluator):
+    """celpy's tree-walking evaluator, charging every step to a shared meter (macros included)."""
+
+    def __init__(self, ast: lark.Tree, activation: Any, meter: _Meter) -> None:
+        super().__init__(ast, activation)
+        self.meter = meter
+
+    def sub_evaluator(self, ast: lark.Tree) -> Evaluator:
+        return _MeteredEvaluator(ast, self.activation, self.meter)
+
+    def _visit_tree(self, tree: lark.Tree) -> Any:
+        if time.monotonic() > self.meter.deadline:
+            raise _BudgetExceeded(f"time limit of {TIME_LIMIT}s exceeded")
+        value = super()._visit_tree(tree)
+        self.meter.charge(str(tree.data), value)
+        return value
 
 
-def evaluate(expr: str, result: Any) -> bool:
+def _is_nan(x: Any) -> celtypes.BoolType:
+    return celtypes.BoolType(isinstance(x, float) and math.isnan(x))
+
+
+_FUNCTIONS: dict[str, Any] = {"isNaN": _is_nan}
+# celpy logs every evaluation step at DEBUG (and user mistakes at ERROR): the operator reports
+# condition errors in status itself, so keep its own log readable under --verbose.
+logging.getLogger("celpy").setLevel(logging.CRITICAL)
+_env_lock = threading.Lock()
+_env: celpy.Environment | None = None
+
+
+def _environment() -> celpy.Environment:
+    global _env
+    with _env_lock:
+        if _env is None:
+            _env = celpy.Environment()
+        return _env
+
+
+def _to_cel(value: Any) -> Any:
     try:
-        tree = ast.parse(_to_python(expr).strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ConditionError(f"cannot parse condition {expr!r}: {exc.msg}") from exc
-    env = {"result": _wrap(result)}
+        return celpy.json_to_cel(value)
+    except (TypeError, ValueError) as exc:
+        raise ConditionError(f"result cannot be used in a condition: {type(exc).__name__}") from exc
 
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool | type(None)):
-            return node.value
-        if isinstance(node, ast.Name):
-            if node.id in env:
-                return env[node.id]
-            raise ConditionError(f"unknown name {node.id!r} (only `result` is defined)")
-        if isinstance(node, ast.BoolOp):
-            values = (ev(v) for v in node.values)
-            return all(values) if isinstance(node.op, ast.And) else any(values)
-        if isinstance(node, ast.UnaryOp):
-            v = ev(node.operand)
-            if isinstance(node.op, ast.Not):
-                return not v
-            if isinstance(node.op, ast.USub):
-                return -v
-            raise ConditionError("unsupported unary operator")
-        if isinstance(node, ast.Compare):
-            left = ev(node.left)
-            for op, comp in zip(node.ops, node.comparators, strict=True):
-                right = ev(comp)
-                fn = _CMP.get(type(op))
-                if fn is None:
-                    raise ConditionError("unsupported comparison")
-                if not fn(left, right):
-                    return False
-                left = right
-            return True
-        if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
-            return _BIN[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.Subscript):
-            return ev(node.value)[ev(node.slice)]
-        if isinstance(node, ast.Attribute):
-            base = ev(node.value)
-            if isinstance(base, _Attr) and node.attr in base:
-                return base[node.attr]
-            raise ConditionError(f"no field {node.attr!r} in result")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS \
-                and not node.keywords:
-            return _FUNCS[node.func.id](*(ev(a) for a in node.args))
-        if isinstance(node, ast.List | ast.Tuple):
-            return [ev(e) for e in node.elts]
-        raise ConditionError(f"unsupported expression element: {type(node).__name__}")
 
+def evaluate(expr: str, result: Any, cost_limit: int = COST_LIMIT, time_limit: float = TIME_LIMIT) -> bool:
+    """Evaluate a CEL condition on ``result``; ConditionError for anything but a bool."""
+    env = _environment()
     try:
-        return bool(ev(tree))
-    except ConditionError:
-        raise
-    except (TypeError, KeyError, IndexError, ValueError, ZeroDivisionError, AttributeError) as exc:
-        raise ConditionError(f"{expr!r} on {short(result)}: {type(exc).__name__}: {exc}") from exc
+        ast = env.compile(expr)
+    except RecursionError as exc:
+        raise ConditionError(f"cannot parse condition {short(expr, 80)!r}: nested too deeply") from exc
+    except Exception as exc:  # celpy's parse errors carry the position
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConditionError(f"cannot parse condition {short(expr, 80)!r}: {short(first, 200)}") from exc
+    runner = env.program(ast, functions=_FUNCTIONS)
+    meter = _Meter(cost_limit, time.monotonic() + time_limit)
+    try:
+        value = _MeteredEvaluator(ast, runner.new_activation(), meter).evaluate({"result": _to_cel(result)})
+    except _BudgetExceeded as exc:
+        raise ConditionError(f"condition {short(expr, 80)!r} stopped: {exc}") from exc
+    except RecursionError as exc:
+        raise ConditionError(f"condition {short(expr, 80)!r} nested too deeply") from exc
+    except CELEvalError as exc:
+        raise ConditionError(f"condition {short(expr, 80)!r}: {short(_cel_error(exc), 200)}") from exc
+    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, AttributeError, OverflowError) as exc:
+        raise ConditionError(f"condition {short(expr, 80)!r}: {type(exc).__name__}") from exc
+    if not isinstance(value, celtypes.BoolType):
+        raise ConditionError(f"condition {short(expr, 80)!r} must be true or false, got a {type(value).__name__}")
+    return bool(value)
+
+
+def _cel_error(exc: CELEvalError) -> str:
+    """The message of a CEL error without the operand values (they may come from a response body)."""
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    return re.sub(r"\(.*", "", text).strip() or "evaluation error"
 
 
 def judge(result: Any, success: str, failure: str) -> tuple[ro.MeasurementPhase, str]:
@@ -177,7 +211,7 @@ def json_path(data: Any, path: str) -> Any:
         try:
             cur = cur[int(index)] if index is not None else cur[key if key is not None else quoted]
         except (KeyError, IndexError, TypeError) as exc:
-            raise ConditionError(f"jsonPath {path!r} not found in {short(data)}") from exc
+            raise ConditionError(f"jsonPath {path!r} not found in the response") from exc
         pos = m.end()
     return cur
 
@@ -198,74 +232,275 @@ def render(text: str, ctx: Mapping[str, str]) -> str:
     return re.sub(r"\{\{\s*([A-Za-z]+)\s*\}\}", lambda m: ctx.get(m.group(1), m.group(0)), text)
 
 
+# ---- URL policy (SSRF) -----------------------------------------------------------------------
+
+Resolver = Callable[[str, int], list[str]]
+
+# Cloud metadata services outside the link-local ranges (which are refused anyway).
+METADATA_IPS = frozenset({"100.100.100.200", "fd00:ec2::254", "192.0.0.192"})
+_API_SERVER_NAMES = re.compile(r"^kubernetes(\.default(\.svc(\.cluster\.local)?)?)?$")
+
+
+def getaddrinfo_resolver(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked destination: connect to ``ip``, speak to ``host``."""
+
+    scheme: str
+    host: str
+    port: int
+    ip: str
+    path: str  # path and query
+
+
+@dataclass(frozen=True)
+class UrlPolicy:
+    """Where HTTP analysis and Prometheus queries may go (operator configuration, not the spec).
+
+    A host is allowed when it is a Service of the Agent's namespace, matches ``allowed_hosts``
+    (globs such as ``*.monitoring.svc``), or (Prometheus) the URL is one of
+    ``prometheus_endpoints``. Every address the host resolves to must then be outside the refused
+    ranges (loopback, link-local incl. 169.254.169.254, metadata IPs, unspecified, multicast,
+    reserved) unless inside ``allowed_networks``, and never the API server.
+    """
+
+    allowed_hosts: tuple[str, ...] = ()
+    prometheus_endpoints: tuple[str, ...] = ()
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    api_servers: frozenset[tuple[str, int]] = frozenset()
+    resolve: Resolver = field(default=getaddrinfo_resolver, compare=False)
+
+    def check(self, url: str, namespace: str, what: str, prometheus: bool = False) -> Target:
+        """The Target to connect to, or ConditionError naming the field ``what``."""
+
+        def refuse(why: str) -> ConditionError:
+            return ConditionError(f"{what}: {short(url, 200)!r} refused: {why}")
+
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise refuse(f"not a valid URL ({exc})") from exc
+        if parts.scheme not in ("http", "https"):
+            raise refuse("only http and https URLs are allowed")
+        if parts.username is not None or parts.password is not None:
+            raise refuse("credentials in the URL are not allowed")
+        host = (parts.hostname or "").rstrip(".").lower()
+        if not host:
+            raise refuse("no host")
+        if _API_SERVER_NAMES.match(host) or host.startswith("kubernetes.default."):
+            raise refuse("the Kubernetes API server is never a target")
+        if not self._host_allowed(host, namespace, url if prometheus else None):
+            allowed = f"Services of namespace {namespace} (<service>.{namespace}.svc)"
+            if prometheus:
+                allowed += ", the operator's --prometheus-endpoint URLs"
+            raise refuse(f"host {host} is not allowed; allowed: {allowed} and the operator's "
+                         "--analysis-allow-host patterns")
+        try:
+            ips = self.resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise refuse(f"cannot resolve {host}: {exc}") from exc
+        if not ips:
+            raise refuse(f"{host} resolves to no address")
+        for ip in ips:
+            why = self._ip_refused(ip, port)
+            if why:
+                raise refuse(f"{host} resolves to {ip} ({why})")
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        return Target(parts.scheme, host, port, ips[0], path)
+
+    def _host_allowed(self, host: str, namespace: str, prometheus_url: str | None) -> bool:
+        ns = re.escape(namespace.lower())
+        if re.fullmatch(rf"[a-z0-9]([-a-z0-9]*[a-z0-9])?\.{ns}\.svc(\.cluster\.local)?", host):
+            return True
+        if any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in self.allowed_hosts):
+            return True
+        if prometheus_url is not None:
+            base = prometheus_url.split("/api/v1/", 1)[0].rstrip("/")
+            return any(base == e.rstrip("/") for e in self.prometheus_endpoints)
+        return False
+
+    def _ip_refused(self, text: str, port: int) -> str:
+        try:
+            ip = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            return "not an IP address"
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if (str(ip), port) in self.api_servers:
+            return "the Kubernetes API server"
+        if any(ip in net for net in self.allowed_networks):
+            return ""
+        if str(ip) in METADATA_IPS:
+            return "a cloud metadata address"
+        for attr, why in (("is_loopback", "loopback"), ("is_link_local", "link-local, e.g. cloud metadata"),
+                          ("is_unspecified", "unspecified"), ("is_multicast", "multicast"),
+                          ("is_reserved", "reserved")):
+            if getattr(ip, attr):
+                return why
+        return ""
+
+
+def _api_server_addresses() -> frozenset[tuple[str, int]]:
+    """Where the API server listens, as the operator sees it (kubeconfig / in-cluster env)."""
+    found: set[tuple[str, int]] = set()
+    candidates: list[tuple[str, int]] = []
+    env_host, env_port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    if env_host:
+        candidates.append((env_host, int(env_port or 443)))
+    from . import settings as settings_mod  # set at start-up from the client configuration
+
+    if settings_mod.current.api_server_url:
+        parts = urllib.parse.urlsplit(settings_mod.current.api_server_url)
+        if parts.hostname:
+            candidates.append((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)))
+    for host, port in candidates:
+        try:
+            for ip in getaddrinfo_resolver(host, port):
+                found.add((str(ipaddress.ip_address(ip.split("%", 1)[0])), port))
+        except (OSError, ValueError):
+            continue
+    return frozenset(found)
+
+
+_policy_lock = threading.Lock()
+_policy: UrlPolicy | None = None
+
+
+def current_policy() -> UrlPolicy:
+    """The policy from the operator's settings (built once; settings are fixed at start-up)."""
+    global _policy
+    with _policy_lock:
+        if _policy is None:
+            from . import settings
+
+            cur = settings.current
+            _policy = UrlPolicy(
+                allowed_hosts=tuple(cur.analysis_allowed_hosts),
+                prometheus_endpoints=tuple(cur.prometheus_endpoints),
+                allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in cur.analysis_allowed_networks),
+                api_servers=_api_server_addresses(),
+            )
+        return _policy
+
+
+def reset_policy() -> None:
+    global _policy
+    with _policy_lock:
+        _policy = None
+
+
 # ---- HTTP and Prometheus ---------------------------------------------------------------------
 
-Fetch = Callable[[str, Mapping[str, str], float], tuple[int, bytes]]
+Fetch = Callable[[Target, Mapping[str, str], float], tuple[int, bytes]]
 
 
-def urllib_fetch(url: str, headers: Mapping[str, str], timeout: float) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, headers=dict(headers), method="GET")
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self._ip = target.ip
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._ip, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout, context=ssl.create_default_context())
+        self._ip = target.ip
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._ip, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def pinned_fetch(target: Target, headers: Mapping[str, str], timeout: float) -> tuple[int, bytes]:
+    """GET the checked address (no DNS lookup after the check), no redirects, at most MAX_BODY bytes."""
+    conn: http.client.HTTPConnection = (
+        _PinnedHTTPSConnection(target, timeout) if target.scheme == "https" else _PinnedHTTPConnection(target, timeout)
+    )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # scheme checked by the callers
-            return int(resp.status), resp.read(MAX_BODY)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read(MAX_BODY) if exc.fp else b""
+        conn.request("GET", target.path, headers=dict(headers))
+        resp = conn.getresponse()
+        return int(resp.status), resp.read(MAX_BODY)
+    except http.client.HTTPException as exc:
+        raise OSError(f"bad HTTP response: {type(exc).__name__}") from exc
+    finally:
+        conn.close()
 
 
-def _check_scheme(url: str) -> None:
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise ConditionError(f"only http(s) URLs are allowed, got {url!r}")
+def _stored_value(result: Any, extracted: bool) -> str:
+    """Only a value a jsonPath extracted, or a scalar answer, is kept (clipped); never a body."""
+    if extracted or result is None or isinstance(result, bool | int | float):
+        return short(result, MAX_VALUE)
+    return ""
 
 
 def measure_http(p: HTTPProvider, metric: Metric, ctx: Mapping[str, str], now: datetime,
-                 fetch: Fetch = urllib_fetch) -> ro.Measurement:
+                 fetch: Fetch = pinned_fetch, policy: UrlPolicy | None = None) -> ro.Measurement:
     url = render(p.url, ctx)
     try:
-        _check_scheme(url)
-        status, body = fetch(url, {h.name: render(h.value, ctx) for h in p.headers}, float(p.timeout_seconds))
+        target = (policy or current_policy()).check(url, ctx.get("namespace", ""), f"metric {metric.name}: http.url")
+        status, body = fetch(target, {h.name: render(h.value, ctx) for h in p.headers}, float(p.timeout_seconds))
+        if 300 <= status < 400:
+            raise ConditionError(f"HTTP {status} from {url}: redirects are not followed")
+        if not (metric.success_condition or metric.failure_condition):
+            # Without conditions the status code decides; an HTTP error is an answer, not an Error.
+            phase = ro.MeasurementPhase.FAILED if status >= 400 else ro.MeasurementPhase.SUCCESSFUL
+            return ro.Measurement(phase, now, f"HTTP {status}", f"HTTP {status} from {url}")
         try:
             data: Any = json.loads(body.decode() or "null")
         except ValueError:
             data = body.decode(errors="replace")
-        if not (metric.success_condition or metric.failure_condition):
-            # Without conditions the status code decides; an HTTP error is an answer, not an Error.
-            phase = ro.MeasurementPhase.FAILED if status >= 400 else ro.MeasurementPhase.SUCCESSFUL
-            return ro.Measurement(phase, now, short(data, 256), f"HTTP {status} from {url}")
         result = json_path(data, p.json_path) if p.json_path else data
         phase, why = judge(result, metric.success_condition, metric.failure_condition)
-        return ro.Measurement(phase, now, short(result, 256), f"HTTP {status}: {why}")
+        return ro.Measurement(phase, now, _stored_value(result, bool(p.json_path)), f"HTTP {status}: {why}")
     except ConditionError as exc:
         return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", str(exc))
     except (OSError, TimeoutError) as exc:
-        return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", f"GET {url}: {exc}")
+        return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", f"GET {url}: {short(str(exc), 200)}")
 
 
 def prometheus_result(payload: Any) -> Any:
     """Vector → list of floats; scalar → float; matrix → list of lists of floats."""
     if not isinstance(payload, dict) or payload.get("status") != "success":
         err = payload.get("error") if isinstance(payload, dict) else None
-        raise ConditionError(f"prometheus query failed: {err or short(payload)}")
+        if isinstance(err, str) and err:
+            raise ConditionError(f"prometheus query failed: {short(err, 200)}")
+        raise ConditionError("prometheus query failed: not a Prometheus API response")
     data = payload.get("data") or {}
     kind = data.get("resultType")
     res: Any = data.get("result")
-    if kind == "vector":
-        return [float(s["value"][1]) for s in res or []]
-    if kind == "scalar":
-        return float(res[1])
-    if kind == "matrix":
-        return [[float(v[1]) for v in s.get("values", [])] for s in res or []]
-    if kind == "string":
-        return res[1]
-    raise ConditionError(f"unexpected prometheus resultType {kind!r}")
+    try:
+        if kind == "vector":
+            return [float(s["value"][1]) for s in res or []]
+        if kind == "scalar":
+            return float(res[1])
+        if kind == "matrix":
+            return [[float(v[1]) for v in s.get("values", [])] for s in res or []]
+        if kind == "string":
+            return str(res[1])
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ConditionError(f"unexpected prometheus {kind} result") from exc
+    raise ConditionError(f"unexpected prometheus resultType {short(str(kind), 40)!r}")
 
 
 def measure_prometheus(p: PrometheusProvider, metric: Metric, ctx: Mapping[str, str], now: datetime,
-                       fetch: Fetch = urllib_fetch) -> ro.Measurement:
+                       fetch: Fetch = pinned_fetch, policy: UrlPolicy | None = None) -> ro.Measurement:
     query = render(p.query, ctx)
     url = p.address.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
     try:
-        _check_scheme(url)
-        status, body = fetch(url, {"Accept": "application/json"}, float(p.timeout_seconds))
+        target = (policy or current_policy()).check(url, ctx.get("namespace", ""),
+                                                    f"metric {metric.name}: prometheus.address", prometheus=True)
+        status, body = fetch(target, {"Accept": "application/json"}, float(p.timeout_seconds))
+        if 300 <= status < 400:
+            raise ConditionError(f"prometheus answered HTTP {status}: redirects are not followed")
         try:
             payload = json.loads(body.decode() or "null")
         except ValueError as exc:
@@ -275,11 +510,11 @@ def measure_prometheus(p: PrometheusProvider, metric: Metric, ctx: Mapping[str, 
             # An empty vector usually means the series does not exist yet: not a pass.
             return ro.Measurement(ro.MeasurementPhase.INCONCLUSIVE, now, "[]", f"query {query!r} returned no series")
         phase, why = judge(result, metric.success_condition, metric.failure_condition)
-        return ro.Measurement(phase, now, short(result, 256), why)
+        return ro.Measurement(phase, now, short(result, MAX_VALUE), why)
     except ConditionError as exc:
         return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", str(exc))
     except (OSError, TimeoutError) as exc:
-        return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", f"query {p.address}: {exc}")
+        return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", f"query {p.address}: {short(str(exc), 200)}")
 
 
 # ---- Job -------------------------------------------------------------------------------------

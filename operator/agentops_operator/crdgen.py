@@ -25,7 +25,7 @@ from .models import ALL_CRDS
 from .models.base import CRDInfo, K8sModel
 
 # JSON Schema keys that structural OpenAPI v3 schemas do not accept.
-_DROP = {"title", "$defs", "discriminator", "examples", "const"}
+_DROP = {"title", "$defs", "discriminator", "examples", "const", "propertyNames"}
 
 
 def _deref(node: Any, defs: dict[str, Any]) -> Any:

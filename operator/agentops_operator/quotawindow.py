@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 Period = Literal["hourly", "daily", "weekly", "monthly"]
@@ -93,12 +93,34 @@ def parse_window(text: str) -> WindowSpec:
     return WindowSpec(text=text, duration=duration)
 
 
+# Directories of the tz database (and its posix/ and right/ variants) are not zones: refused at
+# admission (spec.timeZone CEL rule) as well as here.
+TZ_DIRECTORIES = (
+    "Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Brazil", "Canada",
+    "Chile", "Etc", "Europe", "Indian", "Mexico", "Pacific", "US", "posix", "right",
+)
+TZ_DIRECTORY_RULE: dict[str, Any] = {
+    "rule": "!(self in [" + ", ".join(f"'{d}'" for d in TZ_DIRECTORIES) + "]) && !self.matches('^(posix|right)/')"
+            " && !self.matches('/$')",
+    "message": "must be an IANA time zone such as Europe/Berlin, not a directory of the tz database",
+}
+# Total seconds of a rolling window text (0 for calendar windows), for the CRD's CEL bound.
+ROLLING_SECONDS_CEL = " + ".join(
+    f"(self.matches('[0-9]+{unit}') ? int(self.find('[0-9]+{unit}').replace('{unit}', '')) * {mult} : 0)"
+    for unit, mult in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+)
+
+
 def zone(tz: str) -> ZoneInfo:
-    """ZoneInfo for an IANA name; ValueError (not a KeyError subclass) for unknown names."""
+    """ZoneInfo for an IANA name; ValueError (not a KeyError subclass) for unknown names and for
+    directories of the tz database (ZoneInfo raises IsADirectoryError for 'America')."""
+    problem = "expected an IANA name such as UTC or Europe/Paris"
+    if not isinstance(tz, str) or not tz or tz in TZ_DIRECTORIES or tz.startswith(("posix/", "right/")):
+        raise ValueError(f"invalid time zone {tz!r}: {problem}")
     try:
         return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"invalid time zone {tz!r}: expected an IANA name such as UTC or Europe/Paris") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"invalid time zone {tz!r}: {problem}") from exc
 
 
 def _require_aware(name: str, value: datetime) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ class Settings:
     history_limit: int = 50
     job_ttl_seconds: int = 3600
     workers: int = 4
+    api_server_url: str = ""  # the API server the client talks to (set at start-up; analysis never reaches it)
     # Leader election on a coordination.k8s.io Lease (leader.py); off for local runs and tests.
     leader_elect: bool = False
     leader_elect_lease_name: str = "agentops-operator"
@@ -32,6 +34,12 @@ class Settings:
     lease_duration: float = 10.0
     renew_deadline: float = 7.0
     retry_period: float = 2.0
+    # Where HTTP analysis and Prometheus queries may go besides Services of the Agent's namespace
+    # (analysis.UrlPolicy): host globs, Prometheus base URLs, and networks exempt from the refused
+    # ranges (loopback, link-local, ...; the API server stays refused).
+    analysis_allowed_hosts: list[str] = field(default_factory=list)
+    prometheus_endpoints: list[str] = field(default_factory=list)
+    analysis_allowed_networks: list[str] = field(default_factory=list)
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
@@ -76,7 +84,28 @@ class Settings:
         le.add_argument("--leader-elect-renew-deadline", type=float, default=7.0,
                         help="seconds the leader keeps trying to renew before it exits")
         le.add_argument("--leader-elect-retry-period", type=float, default=2.0)
+        p.add_argument(
+            "--analysis-allow-host", action="append", default=None, metavar="GLOB",
+            help="host (glob, e.g. *.monitoring.svc) HTTP analysis and Prometheus queries may reach besides "
+                 "Services of the Agent's namespace (repeatable; env AGENTOPS_ANALYSIS_ALLOW_HOSTS=a,b)",
+        )
+        p.add_argument(
+            "--prometheus-endpoint", action="append", default=None, metavar="URL",
+            help="Prometheus base URL Agents may query (repeatable; env AGENTOPS_PROMETHEUS_ENDPOINTS=a,b)",
+        )
+        p.add_argument(
+            "--analysis-allow-network", action="append", default=None, metavar="CIDR",
+            help="network exempt from the refused address ranges (loopback, link-local, ...), e.g. "
+                 "127.0.0.1/32 for tests; the API server is never allowed (repeatable; env "
+                 "AGENTOPS_ANALYSIS_ALLOW_NETWORKS=a,b)",
+        )
         a = p.parse_args(argv)
+        networks = a.analysis_allow_network or _env_list("AGENTOPS_ANALYSIS_ALLOW_NETWORKS")
+        for net in networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                p.error(f"--analysis-allow-network {net!r}: {exc}")
         return cls(
             namespaces=a.namespace or _env_list("AGENTOPS_NAMESPACES"),
             log_format=a.log_format,
@@ -94,6 +123,9 @@ class Settings:
             lease_duration=a.leader_elect_lease_duration,
             renew_deadline=a.leader_elect_renew_deadline,
             retry_period=a.leader_elect_retry_period,
+            analysis_allowed_hosts=a.analysis_allow_host or _env_list("AGENTOPS_ANALYSIS_ALLOW_HOSTS"),
+            prometheus_endpoints=a.prometheus_endpoint or _env_list("AGENTOPS_PROMETHEUS_ENDPOINTS"),
+            analysis_allowed_networks=networks,
         )
 
 

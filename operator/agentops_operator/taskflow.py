@@ -40,16 +40,28 @@ def resolve_gates(
     task_overrides: list[TransitionGates] | None,
     namespace_policy: list[TransitionGates] | None = None,
 ) -> list[Gate]:
-    """Task override, else namespace policy, else the default policy, per move.
+    """The gates of one move: task override, else namespace policy, else the default policy.
 
     A level that does not mention a move leaves it to the next level; an entry with no gates
-    removes the gates of that move.
+    removes the gates of that move. Namespace-policy gates marked ``required`` are a floor: they
+    apply whatever the task says (from every policy entry for the move), come first, and a task
+    gate of the same name cannot replace them. A task override can only add to them.
     """
-    for policy in (task_overrides or [], namespace_policy or []):
-        for entry in policy:
-            if entry.transition == key:
-                return list(entry.gates)
-    return list(DEFAULT_POLICY.get(key, []))
+    ns_entries = [e for e in namespace_policy or [] if e.transition == key]
+    required: list[Gate] = []
+    for entry in ns_entries:
+        for gate in entry.gates:
+            if gate.required and all(g.name != gate.name for g in required):
+                required.append(gate)
+    task_entry = next((e for e in task_overrides or [] if e.transition == key), None)
+    if task_entry is not None:
+        chosen = list(task_entry.gates)
+    elif ns_entries:
+        chosen = list(ns_entries[0].gates)
+    else:
+        chosen = list(DEFAULT_POLICY.get(key, []))
+    floor = {g.name for g in required}
+    return required + [g for g in chosen if g.name not in floor]
 
 
 # ---- Job gates -------------------------------------------------------------------------------
@@ -136,14 +148,26 @@ def evaluate_approvals(
     since: datetime,
     now: datetime,
     role_users: set[str] | None = None,
+    requester: str | None = None,
+    assignee: str | None = None,
 ) -> ApprovalOutcome:
     """N distinct allowed approvers approve -> Passed; any allowed rejection -> Rejected.
 
     Only decisions first seen after the task entered its phase (`since`) count, so a new review
-    round after a rejection starts from zero.
+    round after a rejection starts from zero. Separation of duties: unless the gate sets
+    ``allowSelfApproval``, decisions by the move's requester (spec.by) or by the task's assignee
+    (its agent's ServiceAccount user) do not count either way.
     """
     role_users = role_users or set()
     relevant = [a for a in approvals if a.transition == key and a.observed_at >= since]
+    conflicted: dict[str, str] = {}
+    if not gate.allow_self_approval:
+        for a in relevant:
+            if requester and a.approver == requester:
+                conflicted[a.approver] = "requested the move"
+            elif assignee and a.approver == assignee:
+                conflicted[a.approver] = "is the assignee"
+    relevant = [a for a in relevant if a.approver not in conflicted]
     ignored = sorted({a.approver for a in relevant if not allowed_approver(gate, a, role_users)})
     counted = [a for a in relevant if allowed_approver(gate, a, role_users)]
     rejections = [a for a in counted if a.decision == "Rejected"]
@@ -162,6 +186,9 @@ def evaluate_approvals(
         msg += f" (by {', '.join(approvers)})"
     if ignored:
         msg += f"; not allowed to approve: {', '.join(ignored)}"
+    if conflicted:
+        msg += "; not counted (separation of duties): " + ", ".join(
+            f"{who} ({why})" for who, why in sorted(conflicted.items()))
     if gate.timeout_seconds is not None and (now - since).total_seconds() >= gate.timeout_seconds:
         if gate.on_timeout == "Reject":
             return ApprovalOutcome("TimedOut", f"approval timed out after {gate.timeout_seconds}s; {msg}",

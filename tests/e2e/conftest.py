@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 SESSION = uuid.uuid4().hex[:4]
 NS_PREFIX = f"t{SESSION}-"
 OPERATOR_NS = f"{NS_PREFIX}system"
+ANALYSIS_ALLOW_LOOPBACK = ("--analysis-allow-host", "127.0.0.1", "--analysis-allow-network", "127.0.0.1/32")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -54,7 +55,12 @@ def operator() -> Iterator[OperatorProcess]:
     log_path = log_dir / "operator-e2e.log"
     log_path.write_bytes(b"")
     # The session's "operator namespace" (global config) is inside the watched prefix too.
-    op = OperatorProcess(log_path, extra_args=("--namespace", f"{NS_PREFIX}*", "--operator-namespace", OPERATOR_NS))
+    # The analysis tests' HTTP server and Prometheus listen on this host's loopback, which the
+    # operator refuses by default (SSRF): allow exactly that, explicitly. The API server (also on
+    # loopback here) stays refused.
+    op = OperatorProcess(log_path, extra_args=(
+        "--namespace", f"{NS_PREFIX}*", "--operator-namespace", OPERATOR_NS,
+        *ANALYSIS_ALLOW_LOOPBACK))
     op.start()
     yield op
     op.stop()

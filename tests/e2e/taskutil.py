@@ -23,8 +23,10 @@ def cli(ns: str, *args: str, as_user: str | None = None, check: bool = True) -> 
 
 
 def make_team(ns: str) -> str:
-    """alice edits, bob may approve, mallory edits but may not approve; one agent, dev-1."""
-    for user, role in ((EDITOR, "agentops-editor"), (APPROVER, "agentops-approver"), (OUTSIDER, "agentops-editor")):
+    """alice edits and may run workloads (built-in edit: Jobs, Deployments, Secrets), bob may approve,
+    mallory edits tasks but may run nothing and may not approve; one agent, dev-1."""
+    for user, role in ((EDITOR, "agentops-editor"), (EDITOR, "edit"), (APPROVER, "agentops-approver"),
+                       (OUTSIDER, "agentops-editor")):
         kubectl("create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}", f"--user={user}", "-n", ns)
     apply(f"""
 apiVersion: agentops.dev/v1alpha1

@@ -86,12 +86,13 @@ def test_helm_template_restricted_least_privilege_and_mirrors_manifests() -> Non
 
     # The operator's ClusterRole is manifests/operator/rbac.yaml's, rule for rule, bound to the chart's SA.
     want = manifest_docs("manifests/operator/rbac.yaml", "manifests/rbac/user-roles.yaml",
-                         "manifests/admission/task-identity.yaml")
+                         *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "manifests" / "admission").glob("*.yaml")))
     roles, want_roles = by_kind(docs, "ClusterRole"), by_kind(want, "ClusterRole")
     assert set(roles) == {f"r-{n}" for n in want_roles}
     for name, role in want_roles.items():
         assert roles[f"r-{name}"]["rules"] == role["rules"], name
-        for label in ("rbac.authorization.k8s.io/aggregate-to-view", "rbac.authorization.k8s.io/aggregate-to-edit"):
+        for label in ("rbac.authorization.k8s.io/aggregate-to-view", "rbac.authorization.k8s.io/aggregate-to-edit",
+                      "rbac.authorization.k8s.io/aggregate-to-admin"):
             assert roles[f"r-{name}"]["metadata"]["labels"].get(label) == role["metadata"]["labels"].get(label)
     assert "approve" in roles["r-agentops-approver"]["rules"][0]["verbs"]
     binding = by_kind(docs, "ClusterRoleBinding")["r-agentops-operator"]
@@ -99,12 +100,15 @@ def test_helm_template_restricted_least_privilege_and_mirrors_manifests() -> Non
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "r-agentops", "namespace": "agentops"}]
     assert pod["serviceAccountName"] == "r-agentops"
 
-    # The admission policy is the manifest's; only its name (and the role it suggests) differ.
-    vap = by_kind(docs, "ValidatingAdmissionPolicy")["r-agentops-task-identity"]
-    want_vap = by_kind(want, "ValidatingAdmissionPolicy")["agentops-task-identity"]
-    assert json.loads(json.dumps(vap["spec"]).replace("r-agentops-approver", "agentops-approver")) == want_vap["spec"]
-    vapb = by_kind(docs, "ValidatingAdmissionPolicyBinding")["r-agentops-task-identity"]
-    assert vapb["spec"] == {"policyName": "r-agentops-task-identity", "validationActions": ["Deny"]}
+    # The admission policies are the manifests'; only their names (and the roles they suggest) differ.
+    want_vaps = by_kind(want, "ValidatingAdmissionPolicy")
+    assert set(by_kind(docs, "ValidatingAdmissionPolicy")) == {f"r-{n}" for n in want_vaps}
+    for name, want_vap in want_vaps.items():
+        vap = by_kind(docs, "ValidatingAdmissionPolicy")[f"r-{name}"]
+        spec = json.dumps(vap["spec"]).replace("r-agentops-approver", "agentops-approver")
+        assert json.loads(spec.replace("r-agentops-admin", "agentops-admin")) == want_vap["spec"], name
+        vapb = by_kind(docs, "ValidatingAdmissionPolicyBinding")[f"r-{name}"]
+        assert vapb["spec"] == {"policyName": f"r-{name}", "validationActions": ["Deny"]}
 
     # Cluster-scoped names carry the release and never equal a manifests/ name (CRDs excepted: their
     # names are the API's, one set per cluster; see test_chart_crds_are_the_generated_ones).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from datetime import UTC, datetime
 
@@ -25,10 +26,10 @@ OK, BAD, MEH, ERR = (ro.MeasurementPhase.SUCCESSFUL, ro.MeasurementPhase.FAILED,
         ("result.status == \"ok\" && result.errors < 3", {"status": "ok", "errors": 1}, True),
         ("result.status == 'ok' || result.errors < 3", {"status": "bad", "errors": 5}, False),
         ("!(result > 5)", 3, True),
-        ("len(result) == 2 and all([result[0] > 0, result[1] > 0])", [1, 2], True),
+        ("size(result) == 2 && result.all(x, x > 0)", [1, 2], True),
         ("result['a-b'] == true", {"a-b": True}, True),
-        ("result == nil", None, True),
-        ("1 < result <= 3", 3, True),
+        ("result == null", None, True),
+        ("1 < result && result <= 3", 3, True),
         ("result / 2 + 1 == 3", 4, True),
         ("'x' in result", ["x", "y"], True),
         ("isNaN(result)", float("nan"), True),
@@ -46,6 +47,9 @@ def test_evaluate(expr: str, result: object, expected: bool) -> None:
         "open('/etc/passwd')",
         "[x for x in result]",
         "lambda: 1",
+        "result.size()",  # not a bool
+        "len(result) == 2",  # Python, not CEL
+        "'a' * 3 == 'aaa'",  # CEL has no string repetition
         "result.missing == 1",
         "result[5] > 1",
         "(",
@@ -91,27 +95,43 @@ def _metric(**kw: object) -> Metric:
 
 
 def _fetch(status: int, body: object) -> an.Fetch:
-    def fetch(url: str, headers: object, timeout: float) -> tuple[int, bytes]:
-        fetch.calls.append(url)  # type: ignore[attr-defined]
+    def fetch(target: an.Target, headers: object, timeout: float) -> tuple[int, bytes]:
+        fetch.calls.append(f"{target.scheme}://{target.host}:{target.port}{target.path}")  # type: ignore[attr-defined]
         return status, body if isinstance(body, bytes) else json.dumps(body).encode()
     fetch.calls = []  # type: ignore[attr-defined]
     return fetch
 
 
+def _resolver(table: dict[str, list[str]]) -> an.Resolver:
+    def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError(f"unknown host {host}")
+        return table[host]
+    return resolve
+
+
+# Unit tests resolve through a table: a.n.svc... is a Service of namespace n, x and prom are allowed hosts.
+POLICY = an.UrlPolicy(allowed_hosts=("x", "prom"), resolve=_resolver({
+    "a-canary.n.svc.cluster.local": ["10.96.0.20"], "x": ["10.96.0.21"], "prom": ["10.96.0.22"]}))
+
+
 def test_measure_http_with_json_path_and_conditions() -> None:
     p = HTTPProvider(url="http://{{canaryService}}:8080/health", json_path="$.ok")
-    m = an.measure_http(p, _metric(successCondition="result == true"), an.template_context("a", "n", "r"), NOW,
-                        fetch=(f := _fetch(200, {"ok": True})))
+    ctx = an.template_context("a", "n", "r")
+    m = an.measure_http(p, _metric(successCondition="result == true"), ctx, NOW,
+                        fetch=(f := _fetch(200, {"ok": True})), policy=POLICY)
     assert m.phase is OK and m.value == "true"
     assert f.calls == ["http://a-canary.n.svc.cluster.local:8080/health"]  # type: ignore[attr-defined]
-    m = an.measure_http(p, _metric(successCondition="result == true"), {}, NOW, fetch=_fetch(200, {"ok": False}))
+    m = an.measure_http(p, _metric(successCondition="result == true"), ctx, NOW, fetch=_fetch(200, {"ok": False}),
+                        policy=POLICY)
     assert m.phase is BAD
 
 
 def test_measure_http_status_code_without_conditions() -> None:
     p = HTTPProvider(url="http://x/")
-    assert an.measure_http(p, _metric(), {}, NOW, fetch=_fetch(200, b"fine")).phase is OK
-    assert an.measure_http(p, _metric(), {}, NOW, fetch=_fetch(503, b"down")).phase is BAD
+    ok = an.measure_http(p, _metric(), {}, NOW, fetch=_fetch(200, b"secret body"), policy=POLICY)
+    assert ok.phase is OK and ok.value == "HTTP 200"  # the body is never stored
+    assert an.measure_http(p, _metric(), {}, NOW, fetch=_fetch(503, b"down"), policy=POLICY).phase is BAD
 
 
 def test_measure_http_errors() -> None:
@@ -119,11 +139,13 @@ def test_measure_http_errors() -> None:
         raise OSError("connection refused")
 
     p = HTTPProvider(url="http://x/")
-    assert an.measure_http(p, _metric(), {}, NOW, fetch=boom).phase is ERR
-    assert an.measure_http(HTTPProvider(url="file:///etc/passwd"), _metric(), {}, NOW, fetch=boom).phase is ERR
+    assert an.measure_http(p, _metric(), {}, NOW, fetch=boom, policy=POLICY).phase is ERR
+    file_url = HTTPProvider.model_construct(url="file:///etc/passwd", headers=[], json_path="", timeout_seconds=5)
+    assert an.measure_http(file_url, _metric(), {}, NOW, fetch=boom, policy=POLICY).phase is ERR
     bad_path = HTTPProvider(url="http://x/", json_path="$.nope")
-    assert an.measure_http(bad_path, _metric(successCondition="result"), {}, NOW,
-                           fetch=_fetch(200, {"a": 1})).phase is ERR
+    m = an.measure_http(bad_path, _metric(successCondition="result"), {}, NOW, fetch=_fetch(200, {"a": "s3cr3t"}),
+                        policy=POLICY)
+    assert m.phase is ERR and "s3cr3t" not in m.message
 
 
 def test_prometheus_result_shapes() -> None:
@@ -140,12 +162,13 @@ def test_measure_prometheus() -> None:
                                     "successCondition": "result[0] < 0.1"})
     vec = {"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "0.05"]}]}}
     f = _fetch(200, vec)
-    m = an.measure_prometheus(p, metric, {"revision": "r1"}, NOW, fetch=f)
+    m = an.measure_prometheus(p, metric, {"revision": "r1"}, NOW, fetch=f, policy=POLICY)
     assert m.phase is OK
     assert f.calls[0].startswith("http://prom:9090/api/v1/query?query=rate%28x%7Brev%3D%22r1%22")  # type: ignore[attr-defined]
     empty = {"status": "success", "data": {"resultType": "vector", "result": []}}
-    assert an.measure_prometheus(p, metric, {}, NOW, fetch=_fetch(200, empty)).phase is MEH
-    assert an.measure_prometheus(p, metric, {}, NOW, fetch=_fetch(400, {"status": "error", "error": "x"})).phase is ERR
+    assert an.measure_prometheus(p, metric, {}, NOW, fetch=_fetch(200, empty), policy=POLICY).phase is MEH
+    assert an.measure_prometheus(p, metric, {}, NOW, fetch=_fetch(400, {"status": "error", "error": "x"}),
+                                 policy=POLICY).phase is ERR
 
 
 def test_analysis_job_manifest_and_verdicts() -> None:
@@ -168,3 +191,140 @@ def test_analysis_job_manifest_and_verdicts() -> None:
                                                                    "reason": "BackoffLimitExceeded"}]}}
     m = an.job_measurement(failed, NOW, "exit code 1: latency too high")
     assert m is not None and m.phase is BAD and "latency too high" in m.message
+
+
+# ---- bounded CEL evaluation -------------------------------------------------------------------
+
+L10 = "[0,1,2,3,4,5,6,7,8,9]"
+
+
+@pytest.mark.parametrize("expr", [
+    # 10^6 elements through nested macros: the cost meter stops it long before.
+    f"size({L10}.map(a,{L10}.map(b,{L10}.map(c,{L10}.map(d,{L10}.map(e,{L10})))))) > 0",
+    # string growth by concatenation of a large result
+    "size(result.s + result.s + result.s + result.s + result.s + result.s + result.s + result.s) > 0",
+    "result.l.all(x, size(result.s + result.s) > 0)",
+])
+def test_costly_conditions_stop_with_an_error_and_bounded_memory(expr: str) -> None:
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    with pytest.raises(an.ConditionError, match="limit"):
+        an.evaluate(expr, {"s": "x" * 200_000, "l": list(range(1000))})
+    assert time.monotonic() - start < an.TIME_LIMIT + 1.0
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 50
+
+
+def test_deeply_nested_conditions_are_refused_not_crashing() -> None:
+    with pytest.raises(an.ConditionError):
+        an.evaluate("[" * 400 + "]" * 400 + " == []", None)
+    with pytest.raises(an.ConditionError):
+        an.evaluate("(" * 400 + "1" + ")" * 400 + " == 1", None)
+
+
+def test_cel_errors_do_not_echo_the_result() -> None:
+    with pytest.raises(an.ConditionError) as err:
+        an.evaluate("result.token > 1", {"token": "s3cr3t-value"})
+    assert "s3cr3t" not in str(err.value)
+
+
+# ---- URL policy (SSRF) ------------------------------------------------------------------------
+
+TABLE = {
+    "web.team.svc": ["10.96.0.10"], "web.team.svc.cluster.local": ["10.96.0.10"],
+    "web.other.svc.cluster.local": ["10.96.1.10"], "evil.team.svc": ["169.254.169.254"],
+    "loop.team.svc": ["127.0.0.1"], "mapped.team.svc": ["::ffff:127.0.0.1"], "prom.monitoring.svc": ["10.96.2.2"],
+    "api.team.svc": ["10.96.0.1"], "zero.team.svc": ["0.0.0.0"], "ali.team.svc": ["100.100.100.200"],
+    "local.test": ["127.0.0.1"],
+}
+
+
+def policy(**kw: object) -> an.UrlPolicy:
+    return an.UrlPolicy(resolve=_resolver(TABLE), api_servers=frozenset({("10.96.0.1", 443), ("127.0.0.1", 6443)}),
+                        **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url", ["http://web.team.svc:8080/health", "https://web.team.svc.cluster.local/x?y=1"])
+def test_services_of_the_agents_namespace_are_allowed(url: str) -> None:
+    t = policy().check(url, "team", "http.url")
+    assert t.ip == "10.96.0.10" and t.host.startswith("web.team.svc")
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("http://web.other.svc.cluster.local/", "not allowed"),  # another namespace's Service
+    ("http://example.com/", "not allowed"),
+    ("http://169.254.169.254/latest/meta-data/", "not allowed"),
+    ("http://evil.team.svc/", "link-local"),  # an own-namespace name resolving to the metadata IP
+    ("http://loop.team.svc/", "loopback"),
+    ("http://mapped.team.svc/", "loopback"),
+    ("http://zero.team.svc/", "unspecified"),
+    ("http://ali.team.svc/", "metadata"),
+    ("https://api.team.svc:443/", "API server"),
+    ("https://kubernetes.default.svc/api", "API server"),
+    ("http://user:pw@web.team.svc/", "credentials"),
+    ("ftp://web.team.svc/", "http and https"),
+    ("http://nosuch.team.svc/", "cannot resolve"),
+])
+def test_refused_targets_name_the_field(url: str, why: str) -> None:
+    with pytest.raises(an.ConditionError) as err:
+        policy().check(url, "team", "metric m: http.url")
+    assert str(err.value).startswith("metric m: http.url:") and why in str(err.value)
+
+
+def test_operator_flags_widen_the_policy_but_never_to_the_api_server() -> None:
+    p = policy(allowed_hosts=("local.test", "*.monitoring.svc"),
+               allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+    assert p.check("http://local.test:8080/x", "team", "f").ip == "127.0.0.1"
+    assert p.check("http://prom.monitoring.svc:9090/", "team", "f").ip == "10.96.2.2"
+    with pytest.raises(an.ConditionError, match="API server"):
+        p.check("https://local.test:6443/", "team", "f")
+
+
+def test_prometheus_endpoints_allow_exact_base_urls_only() -> None:
+    p = an.UrlPolicy(prometheus_endpoints=("http://prom.monitoring.svc:9090",), resolve=_resolver(TABLE))
+    q = "http://prom.monitoring.svc:9090/api/v1/query?query=up"
+    assert p.check(q, "team", "prometheus.address", prometheus=True).port == 9090
+    with pytest.raises(an.ConditionError, match="not allowed"):
+        p.check(q, "team", "http.url")  # an HTTP metric may not use it
+    with pytest.raises(an.ConditionError, match="not allowed"):
+        p.check("http://prom.monitoring.svc:9091/api/v1/query?query=up", "team", "prometheus.address",
+                prometheus=True)
+
+
+def test_redirects_are_not_followed_and_bodies_not_stored() -> None:
+    p = HTTPProvider(url="http://x/", json_path="$.v")
+    m = an.measure_http(p, _metric(successCondition="result > 0"), {}, NOW, fetch=_fetch(302, b""), policy=POLICY)
+    assert m.phase is ERR and "redirects are not followed" in m.message
+    big = {"v": "y" * 10_000, "secret": "s3cr3t"}
+    m = an.measure_http(p, _metric(successCondition="size(result) > 0"), {}, NOW, fetch=_fetch(200, big),
+                        policy=POLICY)
+    assert m.phase is OK and len(m.value) <= an.MAX_VALUE and "s3cr3t" not in m.value
+    whole = HTTPProvider(url="http://x/")
+    m = an.measure_http(whole, _metric(successCondition="result.v != ''"), {}, NOW, fetch=_fetch(200, big),
+                        policy=POLICY)
+    assert m.phase is OK and m.value == ""
+
+
+def test_pinned_fetch_connects_to_the_checked_address_without_redirects() -> None:
+    """A real socket: a local server answering a redirect; the fetch reports it and reads no further."""
+    import http.server
+    import threading
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=srv.handle_request, daemon=True).start()
+    target = an.Target("http", "name-not-resolved.example", srv.server_port, "127.0.0.1", "/")
+    status, _ = an.pinned_fetch(target, {}, 5)
+    srv.server_close()
+    assert status == 302

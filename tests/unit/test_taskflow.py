@@ -154,6 +154,7 @@ LEVEL = st.lists(
 @settings(max_examples=100)
 @given(st.sampled_from(ALL_KEYS), st.one_of(st.none(), LEVEL), st.one_of(st.none(), LEVEL))
 def test_resolve_gates_precedence_property(key, task, ns) -> None:
+    # Without required gates, the first level mentioning the move decides alone.
     got = [g.name for g in resolve_gates(key, task, ns)]
     first_task = next((e for e in task or [] if e.transition == key), None)
     first_ns = next((e for e in ns or [] if e.transition == key), None)
@@ -1027,3 +1028,106 @@ def test_invariant_checks_catch_a_bad_plan(check) -> None:
     }[check.__name__]
     with pytest.raises(AssertionError):
         check(tasks, agents, bad)
+
+
+# ---- required namespace gates: a floor a task override may add to, never weaken ---------------
+
+
+def required_gate(name: str, required: int = 2) -> Gate:
+    return Gate(name=name, type="Approval", required=True,
+                approval=ApprovalGateSpec(required=required, approvers=Approvers(users=["bob", "carol"])))
+
+
+def test_required_namespace_gate_survives_a_task_override_that_removes_all_gates() -> None:
+    ns = [tg(TO_DONE, required_gate("two-approvers"), job_gate("ns-optional"))]
+    assert [g.name for g in resolve_gates(TO_DONE, [tg(TO_DONE)], ns)] == ["two-approvers"]
+
+
+def test_task_override_adds_to_the_floor_but_cannot_replace_a_required_gate_by_name() -> None:
+    weaker = Gate(name="two-approvers", type="Approval", approval=ApprovalGateSpec(required=1))
+    ns = [tg(TO_DONE, required_gate("two-approvers"))]
+    got = resolve_gates(TO_DONE, [tg(TO_DONE, weaker, job_gate("lint"))], ns)
+    assert [g.name for g in got] == ["two-approvers", "lint"]
+    assert got[0].approval is not None and got[0].approval.required == 2
+
+
+def test_required_gates_of_every_policy_entry_apply() -> None:
+    ns = [tg(TO_DONE, job_gate("first")), tg(TO_DONE, required_gate("second"))]
+    assert [g.name for g in resolve_gates(TO_DONE, None, ns)] == ["second", "first"]
+    assert [g.name for g in resolve_gates(TO_DONE, [tg(TO_DONE)], ns)] == ["second"]
+
+
+def test_required_gates_of_other_moves_do_not_leak() -> None:
+    ns = [tg(TO_DEPLOYED, required_gate("ship-approval"))]
+    assert [g.name for g in resolve_gates(TO_DONE, [tg(TO_DONE)], ns)] == []
+
+
+GATE_NAMES = ["a", "b", "c", "d"]
+ANY_GATE = st.builds(
+    lambda name, req, kind: (required_gate(name) if req else job_gate(name)) if kind == "ns"
+    else job_gate(name), st.sampled_from(GATE_NAMES), st.booleans(), st.sampled_from(["ns", "task"]),
+)
+NS_LEVEL = st.lists(st.builds(lambda k, gs: tg(k, *{g.name: g for g in gs}.values()), st.sampled_from(ALL_KEYS),
+                              st.lists(ANY_GATE, max_size=3)), max_size=4)
+TASK_LEVEL = st.lists(st.builds(lambda k, names: tg(k, *[job_gate(n) for n in dict.fromkeys(names)]),
+                                st.sampled_from(ALL_KEYS), st.lists(st.sampled_from(GATE_NAMES), max_size=3)),
+                      max_size=4)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(ALL_KEYS), st.one_of(st.none(), TASK_LEVEL), st.one_of(st.none(), NS_LEVEL))
+def test_no_task_override_weakens_the_namespace_floor(key, task, ns) -> None:
+    got = resolve_gates(key, task, ns)
+    names = [g.name for g in got]
+    assert len(names) == len(set(names))  # one Job / one approval count per gate name
+    floor: dict[str, Gate] = {}
+    for entry in ns or []:
+        if entry.transition == key:
+            for g in entry.gates:
+                if g.required:
+                    floor.setdefault(g.name, g)
+    # Every required gate is there, exactly as the namespace defined it, and first.
+    assert got[: len(floor)] == list(floor.values())
+    # Whatever the task says, it can only add gates (never remove or replace a required one).
+    assert set(floor) <= set(names)
+    no_override = resolve_gates(key, None, ns)
+    assert {g.name for g in no_override if g.required} == set(floor)
+
+
+# ---- separation of duties ----------------------------------------------------------------------
+
+AGENT_SA = "system:serviceaccount:team:agent-dev-1"
+
+
+def test_requester_and_assignee_cannot_approve_their_own_move() -> None:
+    out = evaluate_approvals(gate(), [av("alice"), av(AGENT_SA)], TO_DONE, T0, sec(5),
+                             requester="alice", assignee=AGENT_SA)
+    assert out.state == "Waiting"
+    assert out.message == (f"0/1 approvals; not counted (separation of duties): alice (requested the move), "
+                           f"{AGENT_SA} (is the assignee)")
+    both = evaluate_approvals(gate(), [av("alice"), av("bob")], TO_DONE, T0, sec(5), requester="alice")
+    assert (both.state, both.approvers) == ("Passed", ("bob",))
+
+
+def test_requester_rejection_does_not_count_either() -> None:
+    out = evaluate_approvals(gate(), [av("alice", "Rejected", "withdrawn")], TO_DONE, T0, sec(5), requester="alice")
+    assert out.state == "Waiting"
+
+
+def test_allow_self_approval_opts_out_per_gate() -> None:
+    g = ApprovalGateSpec(required=1, allow_self_approval=True)
+    out = evaluate_approvals(g, [av("alice")], TO_DONE, T0, sec(5), requester="alice", assignee=AGENT_SA)
+    assert (out.state, out.approvers) == ("Passed", ("alice",))
+
+
+@settings(max_examples=200)
+@given(GATES, st.lists(APPROVAL, max_size=8), st.integers(0, 60), ROLE_USERS, st.sampled_from(PEOPLE),
+       st.sampled_from(PEOPLE))
+def test_separation_of_duties_property(g, approvals, now_s, role_users, requester, assignee) -> None:
+    """The requester's and assignee's decisions never change the outcome; everyone else's count as before."""
+    now = sec(now_s)
+    out = evaluate_approvals(g, approvals, TO_DONE, T0, now, role_users, requester=requester, assignee=assignee)
+    others = [a for a in approvals if a.approver not in (requester, assignee)]
+    plain = evaluate_approvals(g, others, TO_DONE, T0, now, role_users)
+    assert (out.state, out.approvers) == (plain.state, plain.approvers)
+    assert requester not in out.approvers and assignee not in out.approvers

@@ -72,6 +72,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 5, 10]
     cfg = settings_mod.current
+    cfg.api_server_url = kube.api_client().configuration.host
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
     await asyncio.to_thread(prime_cache)

@@ -358,8 +358,10 @@ def _approval_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str,
     assert gate.approval is not None or gate.type == "Approval"
     cfg = gate.approval or ApprovalGateSpec()
     ns = pend.obj["metadata"]["namespace"]
+    assignee = pend.status.get("assignee")
     outcome = taskflow.evaluate_approvals(cfg, _approval_views(pend, spec), key, since, pend.now,
-                                          _role_users(ns, cfg.approvers.roles))
+                                          _role_users(ns, cfg.approvers.roles), requester=spec.by,
+                                          assignee=names.agent_sa_username(ns, assignee) if assignee else None)
     state = {"Passed": "Passed", "Waiting": "Waiting", "Rejected": "Failed", "TimedOut": "Failed"}[outcome.state]
     res = {"name": gate.name, "type": "Approval", "transition": key, "attempt": 1, "state": state,
            "message": outcome.message, "generation": pend.gen}

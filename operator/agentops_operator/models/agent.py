@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from ..rollout.state import RolloutState
 from .base import (
+    DNS_SUBDOMAIN,
     ENV_NAME,
+    IMAGE,
+    MAX_ENV,
+    MAX_MAP,
+    NAME_LEN,
+    TEXT_LEN,
     CheckJob,
     Condition,
     CRDInfo,
     EnvVar,
     K8sModel,
+    Name,
     PrinterColumn,
     ScaleSubresource,
+    Short,
+    Text,
+    annotations_field,
+    args_field,
     conditions_field,
+    env_field,
+    labels_field,
+    unique_by,
 )
 
 _ENV_NAME = ENV_NAME
@@ -41,6 +55,18 @@ def _one_of(*fields: str, what: str) -> ConfigDict:
     )
 
 
+Capability = Annotated[str, Field(max_length=63, pattern=r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")]
+# ConfigMap keys (config and runtime end up in the Agent's ConfigMap).
+_CONFIG_KEYS: dict[str, Any] = {"x-kubernetes-validations": [{
+    "rule": "self.all(k, size(k) <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))",
+    "message": "keys may only contain letters, digits, '-', '_' and '.'",
+}]}
+_QUANTITIES: dict[str, Any] = {"x-kubernetes-validations": [{
+    "rule": "self.all(k, k.matches('^([a-z0-9.-]+/)?[a-z0-9A-Z_.-]+$') && isQuantity(self[k]))",
+    "message": "keys must be resource names and values quantities such as 100m or 512Mi",
+}]}
+
+
 # ---- pod template ----------------------------------------------------------------------------
 
 
@@ -48,18 +74,23 @@ class SecretEnvVar(K8sModel):
     """An environment variable read from a Secret by the kubelet; the value never passes the operator."""
 
     name: str = Field(description="Variable name.", pattern=_ENV_NAME, max_length=253)
-    secret_name: str = Field(description="Secret in the Agent's namespace.", min_length=1, max_length=253)
-    key: str = Field(description="Key in the Secret.", min_length=1, max_length=253)
+    secret_name: str = Field(
+        description="Secret in the Agent's namespace; naming it needs get on that Secret (admission-checked).",
+        min_length=1, max_length=NAME_LEN, pattern=DNS_SUBDOMAIN,
+    )
+    key: str = Field(description="Key in the Secret.", min_length=1, max_length=NAME_LEN, pattern=r"^[-._a-zA-Z0-9]+$")
     optional: bool = Field(default=False, description="Start the pod even if the Secret or key is missing.")
 
 
 class ResourceRequirements(K8sModel):
-    requests: dict[str, str] = Field(default_factory=dict, description="Requested resources, e.g. cpu: 100m.")
-    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits, e.g. memory: 512Mi.")
+    requests: dict[Name, Short] = Field(default_factory=dict, description="Requested resources, e.g. cpu: 100m.",
+                                        max_length=16, json_schema_extra=_QUANTITIES)
+    limits: dict[Name, Short] = Field(default_factory=dict, description="Resource limits, e.g. memory: 512Mi.",
+                                      max_length=16, json_schema_extra=_QUANTITIES)
 
 
 class HTTPGetProbe(K8sModel):
-    path: str = Field(default="/", description="HTTP path.")
+    path: str = Field(default="/", description="HTTP path.", max_length=2048, pattern=r"^/[^\s]*$")
     port: int = Field(ge=1, le=65535, description="Container port.")
 
 
@@ -68,7 +99,8 @@ class TCPSocketProbe(K8sModel):
 
 
 class ExecProbe(K8sModel):
-    command: list[str] = Field(description="Command run in the container; exit 0 is healthy.", min_length=1)
+    command: list[Text] = Field(description="Command run in the container; exit 0 is healthy.", min_length=1,
+                                max_length=64)
 
 
 class Probe(K8sModel):
@@ -77,27 +109,29 @@ class Probe(K8sModel):
     http_get: HTTPGetProbe | None = Field(default=None, description="HTTP GET check.")
     tcp_socket: TCPSocketProbe | None = Field(default=None, description="TCP connect check.")
     exec: ExecProbe | None = Field(default=None, description="Command check.")
-    initial_delay_seconds: int = Field(default=0, ge=0, description="Delay before the first check.")
-    period_seconds: int = Field(default=10, ge=1, description="Check interval.")
-    timeout_seconds: int = Field(default=1, ge=1, description="Check timeout.")
-    failure_threshold: int = Field(default=3, ge=1, description="Consecutive failures before unhealthy.")
+    initial_delay_seconds: int = Field(default=0, ge=0, le=86400, description="Delay before the first check.")
+    period_seconds: int = Field(default=10, ge=1, le=86400, description="Check interval.")
+    timeout_seconds: int = Field(default=1, ge=1, le=3600, description="Check timeout.")
+    failure_threshold: int = Field(default=3, ge=1, le=1000, description="Consecutive failures before unhealthy.")
 
 
 class ModelSpec(K8sModel):
     """Language-model settings; they join the config hierarchy as model.<key> keys."""
 
-    provider: str = Field(default="", description="Model provider, e.g. openai, anthropic, vllm.")
-    name: str = Field(default="", description="Model name.")
-    endpoint: str = Field(default="", description="Model API endpoint.")
-    parameters: dict[str, str] = Field(default_factory=dict, description="Model parameters, e.g. temperature.")
+    provider: str = Field(default="", description="Model provider, e.g. openai, anthropic, vllm.", max_length=63)
+    name: str = Field(default="", description="Model name.", max_length=NAME_LEN)
+    endpoint: str = Field(default="", description="Model API endpoint.", max_length=2048)
+    parameters: dict[Name, Text] = Field(default_factory=dict, description="Model parameters, e.g. temperature.",
+                                         max_length=MAX_MAP, json_schema_extra=_CONFIG_KEYS)
 
 
 class ServiceAccountSpec(K8sModel):
     automount_token: bool = Field(
         default=False, description="Mount the ServiceAccount token into the pods (off unless the agent needs it)."
     )
-    annotations: dict[str, str] = Field(
-        default_factory=dict, description="Annotations of the ServiceAccount (e.g. workload identity)."
+    annotations: dict[str, Text] = annotations_field(
+        "Annotations of the ServiceAccount (e.g. workload identity); changing them needs create on "
+        "serviceaccounts (admission-checked)."
     )
 
 
@@ -111,8 +145,11 @@ class JobProvider(CheckJob):
 
 
 class HTTPHeader(K8sModel):
-    name: str = Field(description="Header name.", min_length=1)
-    value: str = Field(description="Header value.")
+    name: str = Field(description="Header name (not Host).", min_length=1, max_length=256,
+                      pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+                      json_schema_extra={"x-kubernetes-validations": [
+                          {"rule": "self.lowerAscii() != 'host'", "message": "the Host header cannot be set"}]})
+    value: str = Field(description="Header value.", max_length=TEXT_LEN, pattern=r"^[^\r\n]*$")
 
 
 class HTTPProvider(K8sModel):
@@ -122,17 +159,25 @@ class HTTPProvider(K8sModel):
     {{namespace}}, {{agent}} and {{revision}}; Service names expand to their cluster DNS names.
     """
 
-    url: str = Field(description="URL to GET (templated, see above).", min_length=1)
-    headers: list[HTTPHeader] = Field(default_factory=list, description="Request headers.")
-    json_path: str = Field(default="", description="Path into the JSON body, e.g. $.checks.ok or {.ok}.")
+    url: str = Field(
+        description="URL to GET (templated, see above); only hosts the operator allows (by default Services of "
+        "the Agent's namespace).", min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$",
+    )
+    headers: list[HTTPHeader] = Field(default_factory=list, description="Request headers.", max_length=16)
+    json_path: str = Field(default="", description="Path into the JSON body, e.g. $.checks.ok or {.ok}; only the "
+                           "value found there is kept (clipped) in status.", max_length=256)
     timeout_seconds: int = Field(default=5, ge=1, le=60, description="Request timeout.")
 
 
 class PrometheusProvider(K8sModel):
     """An instant query; ``result`` is a list of sample values (vector) or a number (scalar)."""
 
-    address: str = Field(description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.", min_length=1)
-    query: str = Field(description="PromQL (templated like the HTTP URL).", min_length=1)
+    address: str = Field(
+        description="Prometheus base URL, e.g. http://prometheus.monitoring:9090; one of the operator's "
+        "configured Prometheus endpoints or a Service of the Agent's namespace.",
+        min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$",
+    )
+    query: str = Field(description="PromQL (templated like the HTTP URL).", min_length=1, max_length=TEXT_LEN)
     timeout_seconds: int = Field(default=5, ge=1, le=60, description="Query timeout.")
 
 
@@ -141,16 +186,18 @@ class Metric(K8sModel):
 
     name: str = Field(description="Metric name, unique within the analysis.", pattern=_DNS_LABEL, max_length=30)
     count: int = Field(default=1, ge=1, le=100, description="Measurements to take.")
-    interval_seconds: int = Field(default=10, ge=1, description="Time between measurements.")
-    initial_delay_seconds: int = Field(default=0, ge=0, description="Wait before the first measurement.")
-    failure_limit: int = Field(default=0, ge=0, description="Failed measurements tolerated.")
-    inconclusive_limit: int = Field(default=0, ge=0, description="Inconclusive measurements tolerated.")
-    consecutive_error_limit: int = Field(default=4, ge=0, description="Provider errors in a row tolerated.")
+    interval_seconds: int = Field(default=10, ge=1, le=86400, description="Time between measurements.")
+    initial_delay_seconds: int = Field(default=0, ge=0, le=86400, description="Wait before the first measurement.")
+    failure_limit: int = Field(default=0, ge=0, le=100, description="Failed measurements tolerated.")
+    inconclusive_limit: int = Field(default=0, ge=0, le=100, description="Inconclusive measurements tolerated.")
+    consecutive_error_limit: int = Field(default=4, ge=0, le=100, description="Provider errors in a row tolerated.")
     success_condition: str = Field(
-        default="", description="Expression on `result` that means success, e.g. result[0] >= 0.95."
+        default="", description="CEL expression on `result` that means success, e.g. result[0] >= 0.95.",
+        max_length=1024,
     )
     failure_condition: str = Field(
-        default="", description="Expression on `result` that means failure; neither matching is inconclusive."
+        default="", description="CEL expression on `result` that means failure; neither matching is inconclusive.",
+        max_length=1024,
     )
     job: JobProvider | None = Field(default=None, description="Job provider.")
     http: HTTPProvider | None = Field(default=None, description="HTTP provider.")
@@ -158,14 +205,16 @@ class Metric(K8sModel):
 
 
 class Analysis(K8sModel):
-    metrics: list[Metric] = Field(description="Metrics, all of which must pass.", min_length=1, max_length=10)
+    metrics: list[Metric] = Field(description="Metrics, all of which must pass; names are unique.", min_length=1,
+                                  max_length=10, json_schema_extra=unique_by("name"))
 
 
 # ---- strategies ------------------------------------------------------------------------------
 
 
 class PauseSpec(K8sModel):
-    duration_seconds: int | None = Field(default=None, ge=0, description="Pause length; unset: until promoted.")
+    duration_seconds: int | None = Field(default=None, ge=0, le=31_622_400,
+                                         description="Pause length; unset: until promoted.")
 
 
 class CanaryStep(K8sModel):
@@ -183,23 +232,28 @@ class CanaryStrategy(K8sModel):
 
 class BlueGreenStrategy(K8sModel):
     auto_promotion_enabled: bool = Field(default=True, description="Promote without a human once ready.")
-    auto_promotion_seconds: int | None = Field(default=None, ge=0, description="Wait this long before promoting.")
-    preview_replica_count: int | None = Field(default=None, ge=0, description="Preview size (default: full).")
-    scale_down_delay_seconds: int = Field(default=30, ge=0, description="Keep the old revision this long.")
+    auto_promotion_seconds: int | None = Field(default=None, ge=0, le=31_622_400,
+                                               description="Wait this long before promoting.")
+    preview_replica_count: int | None = Field(default=None, ge=0, le=1000, description="Preview size (default: full).")
+    scale_down_delay_seconds: int = Field(
+        default=30, ge=0, le=31_622_400, description="Keep the old revision this long."
+    )
     pre_promotion_analysis: Analysis | None = Field(default=None, description="Must pass before switching.")
     post_promotion_analysis: Analysis | None = Field(default=None, description="Failure switches back.")
 
 
 class RollingStrategy(K8sModel):
-    max_surge: str = Field(default="25%", pattern=_INT_OR_PERCENT, description="Extra pods during the update.")
-    max_unavailable: str = Field(default="0", pattern=_INT_OR_PERCENT, description="Pods that may be unavailable.")
+    max_surge: str = Field(default="25%", pattern=_INT_OR_PERCENT,
+        max_length=8, description="Extra pods during the update.")
+    max_unavailable: str = Field(default="0", pattern=_INT_OR_PERCENT, max_length=8,
+                                 description="Pods that may be unavailable.")
     analysis: Analysis | None = Field(default=None, description="Post-update analysis; failure rolls back.")
 
 
 class Strategy(K8sModel):
     type: Literal["rolling", "canary", "blueGreen"] = Field(default="rolling", description="Delivery strategy.")
     progress_deadline_seconds: int = Field(
-        default=600, ge=1, description="Pods must be ready within this time, else the rollout is rolled back."
+        default=600, ge=1, le=86400, description="Pods must be ready within this time, else the rollout is rolled back."
     )
     rolling: RollingStrategy | None = Field(default=None, description="Rolling settings.")
     canary: CanaryStrategy | None = Field(default=None, description="Canary settings.")
@@ -245,23 +299,25 @@ class AgentSpec(K8sModel):
     description: str = Field(default="", description="Human description.", max_length=4096)
     version: str = Field(default="", description="Agent version label.", max_length=63,
                          pattern=r"^([A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-    capabilities: list[str] = Field(
+    capabilities: list[Capability] = Field(
         default_factory=list,
         description="Capability tags; also set as labels capability.agentops.dev/<tag>=true.",
         max_length=32,
     )
     image: str | None = Field(
         default=None,
-        description="Container image of the agent; the operator runs it as a Deployment. Unset: an external "
-                    "agent (a process anywhere) that the operator does not run: it proves it is alive by renewing "
-                    "the Lease named after the Agent (see heartbeat), with the ServiceAccount agent-<name>.",
-        min_length=1,
+        description="Container image of the agent; the operator runs it as a Deployment (setting or changing the "
+                    "pod template needs create on deployments, admission-checked). Unset: an external agent (a "
+                    "process anywhere) that the operator does not run: it proves it is alive by renewing the Lease "
+                    "named after the Agent (see heartbeat), with the ServiceAccount agent-<name>.",
+        min_length=1, max_length=512, pattern=IMAGE,
     )
-    command: list[str] = Field(default_factory=list, description="Entrypoint (default: the image's).")
-    args: list[str] = Field(default_factory=list, description="Arguments.")
-    env: list[EnvVar] = Field(default_factory=list, description="Plain environment variables.")
+    command: list[Text] = args_field("Entrypoint (default: the image's).")
+    args: list[Text] = args_field("Arguments.")
+    env: list[EnvVar] = env_field("Plain environment variables.")
     secret_env: list[SecretEnvVar] = Field(
-        default_factory=list, description="Environment variables from Secrets (referenced, never copied)."
+        default_factory=list, description="Environment variables from Secrets (referenced, never copied).",
+        max_length=MAX_ENV, json_schema_extra=unique_by("name"),
     )
     port: int = Field(default=8080, ge=1, le=65535, description="Container port the agent's Service targets.")
     resources: ResourceRequirements = Field(
@@ -270,17 +326,20 @@ class AgentSpec(K8sModel):
     readiness_probe: Probe | None = Field(default=None, description="Readiness probe.")
     liveness_probe: Probe | None = Field(default=None, description="Liveness probe.")
     model: ModelSpec | None = Field(default=None, description="Language model the agent uses.")
-    runtime: dict[str, str] = Field(
-        default_factory=dict, description="Runtime parameters (joined to the config as runtime.<key>)."
+    runtime: dict[Name, Text] = Field(
+        default_factory=dict, description="Runtime parameters (joined to the config as runtime.<key>).",
+        max_length=MAX_MAP, json_schema_extra=_CONFIG_KEYS,
     )
-    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the agent's pods.")
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the pods.")
+    pod_labels: dict[str, Short] = labels_field("Extra labels on the agent's pods.")
+    pod_annotations: dict[str, Text] = annotations_field("Extra annotations on the pods.")
     service_account: ServiceAccountSpec = Field(
         default_factory=ServiceAccountSpec, description="The agent's ServiceAccount (agent-<name>)."
     )
     replicas: int = Field(default=1, ge=0, le=1000, description="Desired replicas (scale subresource).")
-    config: dict[str, str] = Field(
+    config: dict[Name, Text] = Field(
         default_factory=dict,
+        max_length=256,
+        json_schema_extra=_CONFIG_KEYS,
         description="Instance-level configuration; overrides the environment ConfigMaps "
                     "(label agentops.dev/config=environment) and the global one key by key.",
     )
@@ -310,8 +369,8 @@ class AgentStatus(RolloutState):
     phase: Literal["Pending", "Progressing", "Healthy", "Paused", "Degraded"] | None = Field(
         default=None, description="Rollout phase."
     )
-    reason: str | None = Field(default=None, description="Machine-readable reason of the phase.")
-    message: str | None = Field(default=None, description="Human-readable detail of the phase.")
+    reason: str | None = Field(default=None, description="Machine-readable reason of the phase.", max_length=TEXT_LEN)
+    message: str | None = Field(default=None, description="Human-readable detail of the phase.", max_length=TEXT_LEN)
     observed_generation: int | None = Field(default=None, description="Last generation reconciled.")
     replicas: int = Field(default=0, description="Pods of all revisions.")
     desired_replicas: int | None = Field(default=None, description="Replicas the rollout aims for.")

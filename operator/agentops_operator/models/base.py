@@ -7,11 +7,72 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from ..wire import K8sModel
+
+# ---- bounds: every string, list and map of the CRDs is bounded (hostile input cannot grow the
+# operator's memory or the API server's CEL cost without limit). Shared sizes:
+NAME_LEN = 253  # a DNS subdomain / qualified name
+SHORT_LEN = 63  # a DNS label / label value
+TEXT_LEN = 4096  # one argument, one env value, one annotation value
+LONG_TEXT = 32768  # descriptions and notes
+MAX_ARGS = 64  # command / args items
+MAX_ENV = 64  # env and secretEnv entries
+MAX_MAP = 32  # entries of a string map (annotations, labels, parameters)
+CONFIG_MAP = 256  # entries of an Agent's config map
+
+Name = Annotated[str, Field(max_length=NAME_LEN)]
+Short = Annotated[str, Field(max_length=SHORT_LEN)]
+Text = Annotated[str, Field(max_length=TEXT_LEN)]
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+IMAGE = r"^[^\s]+$"
+# A qualified name as in metadata.labels / annotations keys: optional DNS-subdomain prefix, then
+# a 1-63 char name. RE2 syntax (CEL's matches()).
+_QUALIFIED = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+
+
+def annotations_field(what: str) -> Any:
+    """A map of Kubernetes annotations: valid keys (refused at admission, naming the field)."""
+    return Field(
+        default_factory=dict,
+        description=what,
+        max_length=MAX_MAP,
+        json_schema_extra={"x-kubernetes-validations": [{
+            "rule": f"self.all(k, size(k) <= {NAME_LEN} && k.matches('{_QUALIFIED}'))",
+            "message": "keys must be qualified names ([prefix/]name, name at most 63 characters of "
+                       "[-A-Za-z0-9_.] starting and ending alphanumeric)",
+        }]},
+    )
+
+
+def labels_field(what: str) -> Any:
+    """A map of Kubernetes labels: valid keys and values."""
+    return Field(
+        default_factory=dict,
+        description=what,
+        max_length=MAX_MAP,
+        json_schema_extra={"x-kubernetes-validations": [{
+            "rule": f"self.all(k, size(k) <= {NAME_LEN} && k.matches('{_QUALIFIED}') "
+                    f"&& self[k].matches('{_LABEL_VALUE}'))",
+            "message": "keys must be qualified names and values label values (at most 63 characters of "
+                       "[-A-Za-z0-9_.], starting and ending alphanumeric)",
+        }]},
+    )
+
+
+def unique_by(*keys: str) -> dict[str, Any]:
+    """A list whose entries are unique by ``keys`` (duplicates are refused by the API server)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
+
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -44,17 +105,19 @@ def conditions_field(what: str) -> Any:
 
 
 class LabelSelectorRequirement(K8sModel):
-    key: str = Field(description="Label key.")
+    key: str = Field(description="Label key.", max_length=NAME_LEN, pattern=_QUALIFIED)
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="Set operator.")
-    values: list[str] = Field(default_factory=list, description="Values for In / NotIn.")
+    values: list[Short] = Field(default_factory=list, description="Values for In / NotIn.", max_length=MAX_MAP)
 
 
 class LabelSelector(K8sModel):
     """A metav1.LabelSelector."""
 
-    match_labels: dict[str, str] | None = Field(default=None, description="Exact label matches.")
+    match_labels: dict[Name, Short] | None = Field(
+        default=None, description="Exact label matches.", max_length=MAX_MAP
+    )
     match_expressions: list[LabelSelectorRequirement] | None = Field(
-        default=None, description="Set-based requirements, all of which must hold."
+        default=None, description="Set-based requirements, all of which must hold.", max_length=MAX_MAP
     )
 
 
@@ -103,15 +166,29 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class EnvVar(K8sModel):
-    name: str = Field(description="Variable name.", pattern=ENV_NAME, max_length=253)
-    value: str = Field(default="", description="Literal value (never put secrets here).")
+    name: str = Field(description="Variable name.", pattern=ENV_NAME, max_length=NAME_LEN)
+    value: str = Field(default="", description="Literal value (never put secrets here).", max_length=TEXT_LEN)
+
+
+def image_field(default: str | None = None, what: str = "Container image.") -> Any:
+    if default is None:
+        return Field(description=what, min_length=1, max_length=512, pattern=IMAGE)
+    return Field(default=default, description=what, min_length=1, max_length=512, pattern=IMAGE)
+
+
+def args_field(what: str) -> Any:
+    return Field(default_factory=list, description=what, max_length=MAX_ARGS)
+
+
+def env_field(what: str) -> Any:
+    return Field(default_factory=list, description=what, max_length=MAX_ENV, json_schema_extra=unique_by("name"))
 
 
 class CheckJob(K8sModel):
     """A one-shot Job whose exit code is a verdict (gate Jobs of tasks, analysis Jobs of agents)."""
 
-    image: str = Field(default="busybox:1.36", description="Container image.")
-    command: list[str] = Field(default_factory=list, description="Entrypoint (default: the image's).")
-    args: list[str] = Field(default_factory=list, description="Arguments.")
-    env: list[EnvVar] = Field(default_factory=list, description="Environment variables.")
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the Job's pod.")
+    image: str = image_field("busybox:1.36")
+    command: list[Text] = args_field("Entrypoint (default: the image's).")
+    args: list[Text] = args_field("Arguments.")
+    env: list[EnvVar] = env_field("Environment variables.")
+    pod_annotations: dict[str, Text] = annotations_field("Annotations of the Job's pod.")

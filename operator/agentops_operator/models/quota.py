@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..quotaledger import MAX_HOLDS, MAX_LIMIT, MAX_RESERVATIONS
-from ..quotawindow import WINDOW_PATTERN
+from ..quotawindow import MAX_ROLLING, ROLLING_SECONDS_CEL, TZ_DIRECTORY_RULE, WINDOW_PATTERN
 from .base import Condition, CRDInfo, K8sModel, LabelSelector, PrinterColumn, conditions_field
 
 
@@ -29,7 +29,10 @@ class QuotaSpec(K8sModel):
         pattern=WINDOW_PATTERN,
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "self.matches('^[a-z]+$') || self.matches('[1-9]')", "message": "a rolling window must be > 0"}
+                {"rule": "self.matches('^[a-z]+$') || self.matches('[1-9]')",
+                 "message": "a rolling window must be > 0"},
+                {"rule": ROLLING_SECONDS_CEL + f" <= {int(MAX_ROLLING.total_seconds())}",
+                 "message": f"a rolling window is at most {MAX_ROLLING.days}d"},
             ]
         },
     )
@@ -38,6 +41,7 @@ class QuotaSpec(K8sModel):
         description="IANA time zone of calendar windows, e.g. Europe/Berlin; daylight-saving safe.",
         max_length=64,
         pattern=r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$",
+        json_schema_extra={"x-kubernetes-validations": [TZ_DIRECTORY_RULE]},
     )
     selector: LabelSelector | None = Field(
         default=None, description="Which AgentTasks (by label) consume it; unset selects all in the namespace."
@@ -70,7 +74,7 @@ class QuotaReset(K8sModel):
     previous_reset_at: datetime = Field(description="When the closed window ended.")
     used_before: int = Field(description="Units used in the closed window.")
     windows_elapsed: int = Field(description="Window boundaries passed; above 1 means resets were caught up.")
-    by: str = Field(description="operator, or the client whose call rolled the window over.")
+    by: str = Field(description="operator, or the client whose call rolled the window over.", max_length=1024)
     event_recorded: bool = Field(default=False, description="Whether the QuotaReset Event was recorded.")
 
 
@@ -80,7 +84,8 @@ class QuotaStatus(K8sModel):
     remaining: int | None = Field(default=None, ge=0, description="limit - used - reserved, at least 0.")
     window_start: datetime | None = Field(default=None, description="Start of the current window.")
     reset_at: datetime | None = Field(default=None, description="When used resets.")
-    window_spec: str | None = Field(default=None, description="window and timeZone the current window follows.")
+    window_spec: str | None = Field(default=None, description="window and timeZone the current window follows.",
+        max_length=1024)
     reservations: list[QuotaReservation] = Field(
         default_factory=list,
         description="Outstanding reservations, one per holder; they survive resets and commit into the new window.",
