@@ -259,6 +259,26 @@ def scale_deployment(namespace: str, name: str, replicas: int) -> None:
                                              field_manager=FIELD_MANAGER)
 
 
+_READ = {
+    "ServiceAccount": lambda ns, name: core().read_namespaced_service_account(name, ns),
+    "PersistentVolumeClaim": lambda ns, name: core().read_namespaced_persistent_volume_claim(name, ns),
+}
+
+
+def exists(kind: str, namespace: str, name: str) -> bool:
+    """Whether an object the cache does not hold exists (one GET; 403 counts as existing: the
+    operator cannot tell, and the Job will say)."""
+    try:
+        _READ[kind](namespace, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        if exc.status == 403:
+            return True
+        raise
+    return True
+
+
 def read_config_map(namespace: str, name: str) -> dict[str, Any] | None:
     """A ConfigMap the cache does not hold (outside the watched namespaces); None if absent."""
     try:

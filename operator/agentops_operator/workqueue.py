@@ -111,7 +111,7 @@ class WorkQueue:
         with self._cv:
             n = self._failures.get(key, 0)
             self._failures[key] = n + 1
-        delay = min(self.backoff_cap, self.backoff_base * (2 ** min(n, 30)))
+        delay = min(self.backoff_cap, self.backoff_base * float(2 ** min(n, 30)))
         return delay * random.uniform(0.5, 1.0)
 
     def failures(self, key: Hashable) -> int:

@@ -23,6 +23,7 @@ from .. import rollout as ro
 from .. import settings as settings_mod
 from ..cache import store
 from ..conditions import set_condition
+from ..mergepatch import merge_patch
 from ..models.agent import AgentSpec
 from ..runtime import register, watched
 from . import external
@@ -392,11 +393,8 @@ def _write_status(obj: dict[str, Any], plan: ro.Plan, ctx: _Observed, layers: li
         "queue": queue,
         "conditions": conditions,
     }
-    changed = {k: v for k, v in new.items() if old.get(k) != v}
-    if changed:  # an unchanged plan writes nothing (no watch-event loop)
-        if "configSources" in changed and old.get("configSources"):
-            # A merge patch only adds keys: null out the ones that disappeared.
-            changed["configSources"] = {**{k: None for k in old["configSources"]}, **new["configSources"]}
+    changed = merge_patch(old, new)
+    if changed:  # an unchanged plan writes nothing (no watch-event loop, nothing while idle)
         kube.patch_status(PLURAL, meta["namespace"], meta["name"], changed)
 
 
@@ -410,7 +408,7 @@ def _write_invalid(obj: dict[str, Any], reason: str, message: str) -> float | No
         conditions = set_condition(conditions, "Ready", False, reason, message, gen)
     new = {"phase": "Degraded", "reason": reason, "message": message, "observedGeneration": gen,
            "conditions": conditions, "selector": names.pod_selector(meta["name"])}
-    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    changed = merge_patch(old, new)
     if changed:
         kube.patch_status(PLURAL, meta["namespace"], meta["name"], changed)
         kube.emit_event(obj, "Warning", reason, message)

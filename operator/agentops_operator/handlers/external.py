@@ -13,6 +13,7 @@ from typing import Any
 from .. import heartbeat, kube
 from ..cache import store
 from ..conditions import get_condition, set_condition
+from ..mergepatch import merge_patch
 from ..models.agent import AgentSpec
 from ..timeutil import format_time, parse_time
 from . import handback as handback_io
@@ -44,7 +45,7 @@ def reconcile(obj: dict[str, Any], spec: AgentSpec, now: datetime) -> float | No
     }
     if d.last_active is not None:
         new["lastActive"] = format_time(d.last_active)
-    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    changed = merge_patch(old, new)
     if changed:
         kube.patch_status(PLURAL, meta["namespace"], meta["name"], changed)
     if d.event:

@@ -386,6 +386,12 @@ def _job_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str, round_: 
     res: dict[str, Any] = {"name": gate.name, "type": "Job", "transition": key, "attempt": decision.attempt,
                            "job": name, "generation": pend.gen}
     if decision.action == "create":
+        missing = _missing_references(pend.obj["metadata"]["namespace"], gate)
+        if missing:
+            # The Job would be created but its pods never start (the Job controller only records an
+            # Event): say which field names what is missing, instead of "running" until the deadline.
+            res.update(state="Failed", message=f"{missing}; fix it, then bump spec.retry")
+            return res
         body = build_gate_job(pend.obj, spec, gate, key, round_, decision.attempt, name)
         _, created = kube.create_or_adopt(body)  # made before a restart: adopted, not made twice
         if created:
@@ -405,6 +411,19 @@ def _job_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str, round_: 
         res.update(state="Failed", message=f"job {name} failed: {reason}; bump spec.retry (or change the "
                                            f"request) to run attempt {decision.attempt + 1}")
     return res
+
+
+def _missing_references(ns: str, gate: Gate) -> str:
+    """A ServiceAccount or PersistentVolumeClaim the gate's Job would need and that does not exist
+    (one read each, only when a gate Job is about to be made); '' when all exist."""
+    cfg = gate.job
+    if cfg is None:
+        return ""
+    if cfg.service_account_name and not kube.exists("ServiceAccount", ns, cfg.service_account_name):
+        return f"gate {gate.name}: job.serviceAccountName: ServiceAccount {cfg.service_account_name} not found"
+    if cfg.workspace_claim and not kube.exists("PersistentVolumeClaim", ns, cfg.workspace_claim):
+        return f"gate {gate.name}: job.workspaceClaim: PersistentVolumeClaim {cfg.workspace_claim} not found"
+    return ""
 
 
 def build_gate_job(obj: dict[str, Any], spec: AgentTaskSpec, gate: Gate, key: str, round_: int,
