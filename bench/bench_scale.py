@@ -94,6 +94,8 @@ class Operator:
     def start(self) -> None:
         self.metrics_port = free_port()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if os.environ.get("BENCH_OPERATOR_SRC"):  # another checkout's operator/ (the "before" figures)
+            env["PYTHONPATH"] = os.environ["BENCH_OPERATOR_SRC"]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agentops_operator", "--namespace", self.ns, "--health-port", str(free_port()),
              "--metrics-port", str(self.metrics_port), *self.extra],
@@ -197,27 +199,49 @@ def raw_patch_rate(api: client.CustomObjectsApi, core: client.CoreV1Api, threads
         core.delete_namespace(ns)
 
 
-def apiserver_agentops_requests(api_client: client.ApiClient) -> float:
-    """Requests the API server has served for agentops.dev resources (any client), WATCH excluded."""
+def apiserver_requests(api_client: client.ApiClient) -> dict[tuple[str, str, str, str], float]:
+    """The API server's own request counters: (group, resource, subresource, verb) → count. Measured at
+    the server, so they count the same way for any operator build (the "before" one has no counters)."""
     text = api_client.call_api("/metrics", "GET", response_type="str", auth_settings=["BearerToken"],
                                _return_http_data_only=True, _preload_content=False).data.decode()
-    s = 0.0
+    out: dict[tuple[str, str, str, str], float] = {}
     for line in text.splitlines():
-        if line.startswith("apiserver_request_total{") and 'group="agentops.dev"' in line \
-                and 'verb="WATCH"' not in line:
-            s += float(line.rpartition(" ")[2])
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        key = (labels.get("group", ""), labels.get("resource", ""), labels.get("subresource", ""),
+               labels.get("verb", ""))
+        out[key] = out.get(key, 0.0) + float(line.rpartition(" ")[2])
+    return out
+
+
+def delta(after: dict[tuple[str, str, str, str], float], before: dict[tuple[str, str, str, str], float],
+          group: str | None = None, resource: str | None = None, subresource: str | None = None,
+          verbs: tuple[str, ...] | None = None) -> float:
+    s = 0.0
+    for (g, r, sub, v), value in after.items():
+        if (group is None or g == group) and (resource is None or r == resource) and \
+                (subresource is None or sub == subresource) and (verbs is None or v in verbs):
+            s += value - before.get((g, r, sub, v), 0.0)
     return s
 
 
-def settle(op: Operator, quiet_s: float = 3.0, timeout: float = 600) -> None:
-    """Wait until the operator has written nothing for `quiet_s` seconds and its queue is empty."""
+def apiserver_agentops_requests(api_client: client.ApiClient) -> float:
+    """Requests the API server has served for agentops.dev resources (any client), WATCH excluded."""
+    m = apiserver_requests(api_client)
+    return sum(v for (g, _, _, verb), v in m.items() if g == "agentops.dev" and verb != "WATCH")
+
+
+def settle(op: Operator, api_client: client.ApiClient, quiet_s: float = 3.0, timeout: float = 600) -> None:
+    """Wait until nobody has written agentops.dev objects for `quiet_s` seconds (as the API server
+    counts it; the bench itself is not writing then)."""
     deadline = time.monotonic() + timeout
     last = -1.0
     quiet_since = time.monotonic()
     while time.monotonic() < deadline:
-        m = op.metrics()
-        writes = total(m, "agentops_api_requests_total", verb=WRITE_VERBS)
-        if writes != last or total(m, "agentops_workqueue_depth") > 0:
+        m = apiserver_requests(api_client)
+        writes = sum(v for (g, _, _, verb), v in m.items() if g == "agentops.dev" and verb in WRITE_VERBS)
+        if writes != last:
             last, quiet_since = writes, time.monotonic()
         elif time.monotonic() - quiet_since >= quiet_s:
             return
@@ -237,6 +261,11 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
     ns = f"bench-scale-{n}-{uuid.uuid4().hex[:4]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     (ROOT / ".cluster").mkdir(exist_ok=True)
+    # The control plane's own background requests (leases, controllers), to subtract from idle figures.
+    b0, tb0 = apiserver_requests(api_client), time.monotonic()
+    time.sleep(min(idle_seconds, 10))
+    b1, tb1 = apiserver_requests(api_client), time.monotonic()
+    baseline_all = delta(b1, b0, verbs=tuple(v for v in ("GET", "LIST", *WRITE_VERBS))) / (tb1 - tb0)
     op = Operator(ns, ROOT / ".cluster" / f"operator-bench-scale-{n}.log", operator_args)
     op.start()
     pw = PhaseWatch(api, ns)
@@ -260,12 +289,16 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
         out["assigned_per_s"] = round(n / (done_at - t0), 1)
         out["assigned_rate_vs_raw_patch_1_thread"] = round(out["assigned_per_s"] /
                                                            out["raw_status_patch_per_s_1_thread"], 2)
-        settle(op)
+        settle(op, api_client)
         objects = n + 1 + extra_agents
         # Idle: nothing changes; what does the operator still ask of the API server?
-        m0, a0, t0 = op.metrics(), apiserver_agentops_requests(api_client), time.monotonic()
+        m0, a0, s0, t0 = op.metrics(), apiserver_agentops_requests(api_client), apiserver_requests(api_client), \
+            time.monotonic()
         time.sleep(idle_seconds)
-        m1, a1, t1 = op.metrics(), apiserver_agentops_requests(api_client), time.monotonic()
+        m1, a1, s1, t1 = op.metrics(), apiserver_agentops_requests(api_client), apiserver_requests(api_client), \
+            time.monotonic()
+        all_idle = delta(s1, s0, verbs=("GET", "LIST", *WRITE_VERBS)) / (t1 - t0)
+        out["idle_apiserver_all_requests_per_s_minus_baseline"] = round(max(0.0, all_idle - baseline_all), 3)
         # The two /metrics reads of the API server are ours: subtract nothing (they are not agentops.dev).
         op_req = total(m1, "agentops_api_requests_total") - total(m0, "agentops_api_requests_total")
         out["idle_operator_requests_per_s"] = round(op_req / (t1 - t0), 3)
@@ -274,6 +307,7 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
         out["operator_rss_mib"] = rss_mib(op.proc.pid) if op.proc else float("nan")
         # Moves one at a time: latency request → recorded.
         before = op.metrics()
+        server_before = apiserver_requests(api_client)
         latencies = []
         from agentops_operator.cli.common import current_user
 
@@ -295,22 +329,22 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
         out["burst_moves_recorded_per_s"] = round(len(batch) / (done_at - t0), 1)
         out["burst_rate_vs_raw_patch_1_thread"] = round(out["burst_moves_recorded_per_s"] /
                                                         out["raw_status_patch_per_s_1_thread"], 2)
-        settle(op)
+        settle(op, api_client)
         after = op.metrics()
-        transitions = total(after, "agentops_task_transitions_total") - total(before, "agentops_task_transitions_total")
-        writes = {v: total(after, "agentops_api_requests_total", verb=v) -
-                  total(before, "agentops_api_requests_total", verb=v) for v in WRITE_VERBS}
-        status_writes = total(after, "agentops_api_requests_total", verb="PATCH", resource="agenttasks/status") - \
-            total(before, "agentops_api_requests_total", verb="PATCH", resource="agenttasks/status")
-        task_reads = total(after, "agentops_api_requests_total", verb="GET", resource=("agenttasks",)) - \
-            total(before, "agentops_api_requests_total", verb="GET", resource=("agenttasks",))
+        server_after = apiserver_requests(api_client)
+        transitions = float(moves + burst)  # seen recorded on the watch, whatever the operator counts
+        status_writes = delta(server_after, server_before, "agentops.dev", "agenttasks", "status", WRITE_VERBS)
+        task_reads = delta(server_after, server_before, "agentops.dev", "agenttasks", None, ("GET", "LIST"))
+        all_writes = delta(server_after, server_before, None, None, None, WRITE_VERBS) - (moves + burst)
         out["transitions_recorded"] = transitions
-        out["status_writes_per_transition"] = round(status_writes / max(1, transitions), 3)
+        out["status_writes_per_transition"] = round(status_writes / transitions, 3)
         out["event_writes_per_transition"] = round(
-            (total(after, "agentops_api_requests_total", verb="POST", resource="events") -
-             total(before, "agentops_api_requests_total", verb="POST", resource="events")) / max(1, transitions), 3)
-        out["api_writes_per_transition"] = round(sum(writes.values()) / max(1, transitions), 3)
-        out["task_reads_per_transition"] = round(task_reads / max(1, transitions), 3)
+            delta(server_after, server_before, "", "events", "", ("POST",)) / transitions, 3)
+        out["api_writes_per_transition"] = round(all_writes / transitions, 3)  # the bench's own PATCHes excluded
+        out["task_reads_per_transition"] = round(task_reads / transitions, 3)
+        if total(after, "agentops_task_transitions_total"):
+            out["operator_counted_transitions"] = total(after, "agentops_task_transitions_total") - \
+                total(before, "agentops_task_transitions_total")
         if restart:
             op.stop(signal.SIGKILL)
             t0 = time.monotonic()
