@@ -270,9 +270,12 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
     op.start()
     pw = PhaseWatch(api, ns)
     try:
-        api.create_namespaced_custom_object(GROUP, VERSION, ns, "agents", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Agent", "metadata": {"name": "dev"},
-            "spec": {"role": "dev", "image": "registry.example/dev:1", "maxConcurrentTasks": 100000}})
+        per_agent = 1000  # the schema's bound on maxConcurrentTasks
+        devs = [f"dev-{k}" for k in range(max(1, -(-n // per_agent)))]
+        for dev in devs:
+            api.create_namespaced_custom_object(GROUP, VERSION, ns, "agents", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "Agent", "metadata": {"name": dev},
+                "spec": {"role": "dev", "image": "registry.example/dev:1", "maxConcurrentTasks": per_agent}})
         if extra_agents:
             parallel(lambda i: api.create_namespaced_custom_object(GROUP, VERSION, ns, "agents", {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "Agent", "metadata": {"name": f"extra-{i:04d}"},
@@ -280,8 +283,8 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
                 list(range(extra_agents)))
         names = [f"t{i:05d}" for i in range(n)]
         t0 = time.monotonic()
-        parallel(lambda nm: api.create_namespaced_custom_object(GROUP, VERSION, ns, "agenttasks",
-                                                                task_body(nm, assignee="dev")), names)
+        parallel(lambda i: api.create_namespaced_custom_object(
+            GROUP, VERSION, ns, "agenttasks", task_body(names[i], assignee=devs[i // per_agent])), list(range(n)))
         created = time.monotonic() - t0
         done_at = pw.wait(names, "Assigned", timeout=max(120, n / 5))
         out["create_s"] = round(created, 2)
@@ -290,7 +293,7 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
         out["assigned_rate_vs_raw_patch_1_thread"] = round(out["assigned_per_s"] /
                                                            out["raw_status_patch_per_s_1_thread"], 2)
         settle(op, api_client)
-        objects = n + 1 + extra_agents
+        objects = n + len(devs) + extra_agents
         # Idle: nothing changes; what does the operator still ask of the API server?
         m0, a0, s0, t0 = op.metrics(), apiserver_agentops_requests(api_client), apiserver_requests(api_client), \
             time.monotonic()
