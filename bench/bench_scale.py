@@ -251,6 +251,8 @@ def settle(op: Operator, api_client: client.ApiClient, quiet_s: float = 3.0, tim
 
 def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: int = 100, burst: int = 200,
              restart: bool = True, operator_args: tuple[str, ...] = ()) -> dict[str, float]:
+    moves = min(moves, n // 2)
+    burst = min(burst, n - moves)
     config.load_kube_config()
     api_client = client.ApiClient()
     api = client.CustomObjectsApi(api_client)
