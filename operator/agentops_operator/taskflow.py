@@ -292,19 +292,35 @@ class AgentStatistics:
 
 def agent_statistics(task_statuses: list[dict[str, Any]]) -> dict[str, AgentStatistics]:
     """activeTasks, tasksCompleted and lastActive per agent, counted from the tasks themselves (so they
-    never drift): active = assigned and in an ACTIVE_PHASES phase; completed = tasks it completed."""
+    never drift). active: assigned and in an ACTIVE_PHASES phase. completed: stages the agent
+    finished: every pipeline handoff away from it (a change of stage; a hand-back within a stage does
+    not count), the task it completed (Done), and Deployed when someone else had completed it.
+    lastActive: the latest move of a task it holds or completed, or a handoff it made."""
     active_phases = {p.value for p in ACTIVE_PHASES}
     active: dict[str, int] = {}
     completed: dict[str, int] = {}
     last: dict[str, str] = {}
+
+    def seen(who: Any, at: Any) -> None:
+        if isinstance(who, str) and isinstance(at, str) and (who not in last or at > last[who]):
+            last[who] = at
+
     for st in task_statuses:
         assignee, done_by, at = st.get("assignee"), st.get("completedBy"), st.get("lastTransitionTime")
-        if assignee and st.get("phase") in active_phases:
+        if isinstance(assignee, str) and st.get("phase") in active_phases:
             active[assignee] = active.get(assignee, 0) + 1
-        if done_by:
+        stage: Any = None
+        for h in st.get("handoffs") or []:
+            frm, to = h.get("fromAgent"), h.get("toAgent")
+            if isinstance(frm, str) and frm != to and h.get("stage") != stage and stage is not None:
+                completed[frm] = completed.get(frm, 0) + 1
+                seen(frm, h.get("at"))
+            stage = h.get("stage")
+        if isinstance(done_by, str):
             completed[done_by] = completed.get(done_by, 0) + 1
-        for who in {w for w in (assignee, done_by) if isinstance(w, str)}:
-            if at and (who not in last or at > last[who]):
-                last[who] = at
+        if st.get("phase") == "Deployed" and isinstance(assignee, str) and assignee != done_by:
+            completed[assignee] = completed.get(assignee, 0) + 1
+        seen(assignee, at)
+        seen(done_by, at)
     return {a: AgentStatistics(active.get(a, 0), completed.get(a, 0), last.get(a))
             for a in {*active, *completed, *last}}

@@ -81,3 +81,22 @@ def test_agent_statistics_count_from_tasks() -> None:
     assert stats["dev"].last_active == "2026-01-01T00:00:07Z"
     assert stats["qa"].active_tasks == 0 and stats["qa"].tasks_completed == 1
     assert set(stats) == {"dev", "qa"}
+
+
+def test_completed_counts_finished_stages_not_hand_backs() -> None:
+    dev_qa_deploy = {
+        "phase": "Deployed", "assignee": "deploy", "completedBy": "qa", "lastTransitionTime": "2026-01-01T00:09:00Z",
+        "handoffs": [
+            {"stage": "dev", "toAgent": "dev1", "at": "2026-01-01T00:01:00Z"},
+            {"stage": "dev", "fromAgent": "dev1", "toAgent": "dev2", "at": "2026-01-01T00:02:00Z"},  # hand-back
+            {"stage": "qa", "fromAgent": "dev2", "toAgent": "qa", "at": "2026-01-01T00:03:00Z"},
+            {"stage": "dev", "fromAgent": "qa", "toAgent": "dev2", "at": "2026-01-01T00:04:00Z"},  # rejected
+            {"stage": "qa", "fromAgent": "dev2", "toAgent": "qa", "at": "2026-01-01T00:05:00Z"},
+            {"stage": "deploy", "fromAgent": "qa", "toAgent": "deploy", "at": "2026-01-01T00:06:00Z"},
+        ],
+    }
+    stats = agent_statistics([dev_qa_deploy])
+    assert stats["dev2"].tasks_completed == 2  # handed on to qa twice
+    assert stats["qa"].tasks_completed == 3  # handed back once, on once, and completed (Done)
+    assert stats["deploy"].tasks_completed == 1  # Deployed
+    assert "dev1" not in stats  # its hand-back finished nothing

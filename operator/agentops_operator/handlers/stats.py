@@ -50,6 +50,10 @@ class AgentStats:
                     continue
                 want = figures.get(name, taskflow.AgentStatistics()).as_status()
                 have = agent.get("status") or {}
+                # lastActive has a second source (an external agent's heartbeat, handlers/external.py):
+                # it only ever moves forward.
+                if have.get("lastActive") and (want["lastActive"] is None or have["lastActive"] > want["lastActive"]):
+                    want["lastActive"] = have["lastActive"]
                 if all(have.get(k) == v for k, v in want.items()):
                     continue
                 try:

@@ -392,8 +392,14 @@ class AgentStatus(RolloutState):
     )
     queue: QueueStatus | None = Field(default=None, description="Queue-depth autoscaling inputs.")
     conditions: list[Condition] = conditions_field("agent")
-    tasks_completed: int = Field(default=0, description="Tasks this agent has taken to Done or Deployed.")
-    active_tasks: int = Field(default=0, description="Open tasks assigned to this agent.")
+    tasks_completed: int = Field(
+        default=0,
+        description="Stages this agent finished: each time it handed a task on to the next pipeline stage, "
+                    "plus each task it took to Done (or, when another agent completed it, to Deployed). "
+                    "Counted from the tasks' status by the operator; a hand-back of an agent that stopped "
+                    "is not a finished stage.")
+    active_tasks: int = Field(default=0, description="Open tasks assigned to this agent (Assigned, InProgress, "
+                                                     "Review or Rejected).")
     last_active: datetime | None = Field(
         default=None,
         description="When the agent was last seen active: it moved a task, or (external agents) renewed its "
