@@ -153,6 +153,13 @@ def test_external_agents_carry_a_task_to_deployed_and_hand_back_when_one_dies(ns
     by_agent = {r["agent"]: r for r in report["agents"]}
     assert by_agent["dev-1"]["throughput"] == 2 and by_agent["dev-1"]["rejectionRate"] == 0.5
     assert by_agent["qa-1"]["throughput"] == 1 and by_agent["deploy-1"]["throughput"] == 1
+    # ... and so do the Agents' own statistics (status.tasksCompleted: stages finished), kept by the operator.
+    def completed() -> dict[str, int]:
+        return {a: int(kget("agent", a, ns).get("status", {}).get("tasksCompleted") or 0)
+                for a in ("dev-1", "qa-1", "deploy-1")}
+
+    assert wait_for(lambda: all(v >= 1 for v in completed().values()) and completed(), timeout=30,
+                    what="every stage's agent credited")["dev-1"] >= 1
 
     # --- a dev agent dies mid-task: its Lease expires and its task goes to the other dev agent ---
     agents["start"]("dev-2", "dev")
