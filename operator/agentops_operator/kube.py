@@ -9,8 +9,10 @@ Every request has a timeout and is counted (`agentops_api_requests_total{verb,re
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -292,11 +294,34 @@ def read_config_map(namespace: str, name: str) -> dict[str, Any] | None:
 # ---- Events ----------------------------------------------------------------------------------
 
 
+_events: queue.Queue[client.CoreV1Event] = queue.Queue(maxsize=10000)
+_event_thread: threading.Thread | None = None
+EVENTS_DROPPED = Counter("agentops_events_dropped_total", "Events not recorded because the queue was full")
+
+
+def _event_worker() -> None:
+    while True:
+        body = _events.get()
+        try:
+            _post_event(body)
+        finally:
+            _events.task_done()
+
+
+def flush_events(timeout: float = 5.0) -> None:
+    """Wait (bounded) until queued Events are sent, e.g. before the process exits."""
+    deadline = time.monotonic() + timeout
+    while _events.unfinished_tasks and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str, name: str | None = None) -> None:
-    """Record a core/v1 Event on the object. Failures are logged, never raised: events are best effort.
+    """Record a core/v1 Event on the object, asynchronously (as client-go's event recorder does): a
+    reconcile does not wait for its Events. Failures are logged, never raised: events are best effort.
 
     With `name`, the Event has that deterministic name, so emitting it again (after a restart that
     lost track of whether it was emitted) is a no-op 409 instead of a duplicate."""
+    global _event_thread
     meta = obj["metadata"]
     now = datetime.now(UTC)
     body = client.CoreV1Event(
@@ -320,14 +345,27 @@ def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str, name:
         last_timestamp=now,
         count=1,
     )
+    with _lock:
+        if _event_thread is None:
+            _event_thread = threading.Thread(target=_event_worker, name="agentops-events", daemon=True)
+            _event_thread.start()
     try:
-        core().create_namespaced_event(meta["namespace"], body, field_manager=FIELD_MANAGER)
+        _events.put_nowait(body)
+    except queue.Full:
+        EVENTS_DROPPED.inc()
+
+
+def _post_event(body: client.CoreV1Event) -> None:
+    ns, reason = body.metadata.namespace, body.reason
+    obj_name = body.involved_object.name
+    try:
+        core().create_namespaced_event(ns, body, field_manager=FIELD_MANAGER)
     except ApiException as exc:
-        if exc.status == 409 and name:
+        if exc.status == 409 and body.metadata.name:
             return
-        log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)
+        log.warning("could not record event %s on %s/%s: %s", reason, ns, obj_name, exc.reason)
     except Exception as exc:  # unreachable API server: Events are best effort
-        log.debug("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+        log.debug("could not record event %s on %s/%s: %s", reason, ns, obj_name, exc)
 
 
 def job_failure_detail(namespace: str, job: str, limit: int = 500) -> str:

@@ -85,6 +85,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def _cleanup(**_: Any) -> None:
     runtime.stop()
     stats.stats.stop()
+    await asyncio.to_thread(kube.flush_events)
 
 
 # ---- feeding the cache -----------------------------------------------------------------------

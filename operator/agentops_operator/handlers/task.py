@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
 ASSIGN = "assign"  # the per-namespace assignment pass, a work item of its own
 ASSIGN_DEBOUNCE_SECONDS = 0.05  # a burst of task events brings one pass, not one per event
+_ASSIGN_WRITERS = ThreadPoolExecutor(4, thread_name_prefix="agentops-assign")
 JOB_POLL_SECONDS = 30.0  # a safety net: gate Job changes arrive through the watch
 BACKLOG_POLL_SECONDS = 5.0
 MAX_HANDOFFS = 20
@@ -770,6 +772,7 @@ def assign_namespace(ns: str, _name: str = "") -> float | None:
         return None
     plan = taskflow.plan_assignments(task_views, views)
     now = datetime.now(UTC)
+    writes: list[Pending] = []
     for task_name, agent_name in plan.assignments:
         obj = copy.deepcopy(backlog[task_name])
         pend = Pending(obj, copy.deepcopy(obj.get("status") or {}), now)
@@ -787,13 +790,16 @@ def assign_namespace(ns: str, _name: str = "") -> float | None:
         _record(pend, spec, Phase.ASSIGNED, by, [], agents=agents)
         pend.condition("Assigned", True, "Assigned", f"assigned to {agent_name}")
         pend.events.append(("Normal", "Assigned", f"assigned to agent {agent_name}"))
-        _write_or_skip(pend)
+        writes.append(pend)
     for task_name, why in plan.waiting.items():
         obj = copy.deepcopy(backlog[task_name])
         pend = Pending(obj, copy.deepcopy(obj.get("status") or {}), now)
         _initialise(pend)
         pend.condition("Assigned", False, "NoAgentAvailable", why)
-        _write_or_skip(pend)
+        writes.append(pend)
+    # The plan is decided; the writes are independent (one task each, resourceVersion-checked), so a
+    # burst of new tasks is written at the API server's pace rather than one round trip at a time.
+    list(_ASSIGN_WRITERS.map(_write_or_skip, writes))
     return None
 
 
