@@ -155,19 +155,23 @@ def evaluate_approvals(
 
     Only decisions first seen after the task entered its phase (`since`) count, so a new review
     round after a rejection starts from zero. Separation of duties: unless the gate sets
-    ``allowSelfApproval``, decisions by the move's requester (spec.by) or by the task's assignee
-    (its agent's ServiceAccount user) do not count either way.
+    ``allowSelfApproval``, approvals by the move's requester (spec.by) or by the author of the work
+    (``assignee``: the agent that did it, as its ServiceAccount user) do not count. Rejections do:
+    nobody bypasses a gate by turning their own work down (a pipeline's reviewer may be the one who
+    asks for the move, to record its verdict).
     """
     role_users = role_users or set()
     relevant = [a for a in approvals if a.transition == key and a.observed_at >= since]
     conflicted: dict[str, str] = {}
     if not gate.allow_self_approval:
         for a in relevant:
+            if a.decision != "Approved":
+                continue
             if requester and a.approver == requester:
                 conflicted[a.approver] = "requested the move"
             elif assignee and a.approver == assignee:
-                conflicted[a.approver] = "is the assignee"
-    relevant = [a for a in relevant if a.approver not in conflicted]
+                conflicted[a.approver] = "did the work"
+    relevant = [a for a in relevant if not (a.decision == "Approved" and a.approver in conflicted)]
     ignored = sorted({a.approver for a in relevant if not allowed_approver(gate, a, role_users)})
     counted = [a for a in relevant if allowed_approver(gate, a, role_users)]
     rejections = [a for a in counted if a.decision == "Rejected"]

@@ -58,8 +58,8 @@ def test_blue_green_manual_promotion_switches_and_scales_down_after_delay(ns: st
                    and a["status"].get("stableRevision") == new, what="healthy on new")
     assert replicas_by_revision(ns, "coder").get(old) == 2  # old kept for a fast switch-back
     wait_agent(ns, "coder", lambda a: old not in replicas_by_revision(ns, "coder"), what="old scaled down")
-    assert time.monotonic() - switched >= 9.5  # scaleDownDelaySeconds (10 s: long enough to observe the old
-    # revision kept on a loaded machine), minus polling slack
+    assert time.monotonic() - switched >= 7  # scaleDownDelaySeconds (10 s: long enough to observe the old
+    # revision kept on a loaded machine), minus slack for noticing the switch late
     assert selector(ns, "coder-preview") is None
     wait_events(ns, "coder", "Switched", "RolloutCompleted")
 

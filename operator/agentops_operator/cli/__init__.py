@@ -20,7 +20,7 @@ GROUPS = (init, agent, task, quota, dashboard, monitor, report, completion)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubectl agentops", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"kubectl-agentops {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the kubeconfig's)")
     parser.add_argument("--as", dest="as_user", default=None, help="impersonate this user (as kubectl --as)")
     parser.add_argument("--as-group", dest="as_groups", action="append", default=[], help="impersonate a group")

@@ -360,14 +360,29 @@ def _approval_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str,
     assert gate.approval is not None or gate.type == "Approval"
     cfg = gate.approval or ApprovalGateSpec()
     ns = pend.obj["metadata"]["namespace"]
-    assignee = pend.status.get("assignee")
+    author = _work_author(pend.status)
     outcome = taskflow.evaluate_approvals(cfg, _approval_views(pend, spec), key, since, pend.now,
                                           _role_users(ns, cfg.approvers.roles), requester=spec.by,
-                                          assignee=names.agent_sa_username(ns, assignee) if assignee else None)
+                                          assignee=names.agent_sa_username(ns, author) if author else None)
     state = {"Passed": "Passed", "Waiting": "Waiting", "Rejected": "Failed", "TimedOut": "Failed"}[outcome.state]
     res = {"name": gate.name, "type": "Approval", "transition": key, "attempt": 1, "state": state,
            "message": outcome.message, "generation": pend.gen}
     return res, outcome if outcome.state in ("Rejected", "TimedOut") else None
+
+
+def _work_author(st: dict[str, Any]) -> str | None:
+    """The agent whose work is up for approval: in a pipeline, the one that handed the task into its
+    current stage (the reviewer now holds it); otherwise the assignee."""
+    stage = st.get("stage")
+    into: dict[str, Any] | None = None
+    for h in reversed(st.get("handoffs") or []):
+        if h.get("stage") != stage:
+            break
+        into = h  # the earliest record of the current stage: the handoff into it
+    if stage is not None and into is not None and into.get("fromAgent"):
+        return str(into["fromAgent"])
+    assignee = st.get("assignee")
+    return str(assignee) if assignee else None
 
 
 # ---- Job gates -------------------------------------------------------------------------------
