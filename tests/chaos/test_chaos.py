@@ -145,9 +145,14 @@ def restart_control_plane(pidfiles: dict[str, Path], outage: float) -> None:
             proc = subprocess.Popen(cmdline, cwd=cwd, env=environ, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         pidfiles[c].write_text(str(proc.pid))
-        if c == "kube-apiserver":
-            wait_for(lambda: kubectl("get", "--raw", "/readyz", check=False, timeout=5).returncode == 0,
-                     timeout=90, what="kube-apiserver ready again")
+    wait_for(api_ready, timeout=120, what="kube-apiserver ready again")
+
+
+def api_ready() -> bool:
+    try:
+        return kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 # ---- the run --------------------------------------------------------------------------------------
