@@ -178,7 +178,8 @@ class Driver:
             wanted = t["spec"].get("requestedPhase", "Backlog")
             if recorded != "Done":
                 done = False
-            if recorded == wanted and recorded in PLAN[1:-1]:
+            # Assignment needs no request (spec stays Backlog): any move not yet asked for is next.
+            if recorded in PLAN[1:-1] and PLAN.index(wanted) <= PLAN.index(recorded):
                 nxt = PLAN[PLAN.index(recorded) + 1]
                 self.api.patch_namespaced_custom_object(GROUP, VERSION, self.ns, "agenttasks", t["metadata"]["name"],
                                                         {"spec": {"requestedPhase": nxt, "by": self.user}})
