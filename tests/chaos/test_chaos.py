@@ -6,6 +6,9 @@ one Job per gate, the Quota's `used` equal to the sum of the costs exactly (noth
 nothing lost), no reservation left behind, and the memory of commits emptied once every task
 recorded its moves. Figures go to bench/results/chaos.json, written before the assertions.
 
+Every other kill is aimed: it follows the Quota's watch and lands right after a commit is written,
+before the task's status write that records the move (the double-charge window).
+
 Size (default about 2 minutes on 2 cores): CHAOS_TASKS (16), CHAOS_KILLS (8), CHAOS_SECOND_OPERATOR
 (1: a second operator process runs during the kills), CHAOS_COSTS ("Assigned=1,Review=2,Done=4"),
 CHAOS_SEED. CHAOS_OPERATOR_SRC=<dir> runs the operator from another source tree (its `operator/`
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client, config, watch
 
 from tests.e2e.conftest import NS_PREFIX, OPERATOR_NS
 from tests.e2e.kubeutil import ROOT, OperatorProcess, apply, kubectl, wait_for
@@ -88,6 +91,21 @@ def start(op: OperatorProcess) -> None:
         except RuntimeError:
             if attempt == 2:
                 raise
+
+
+def next_commit(ns: str, timeout: float) -> None:
+    """Return as soon as the Quota's `used` grows (a commit was written), or after `timeout`."""
+    custom = api()
+    first = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "quotas", "publish")
+    used = int((first.get("status") or {}).get("used") or 0)
+    w = watch.Watch()
+    deadline = time.monotonic() + timeout
+    for ev in w.stream(custom.list_namespaced_custom_object, GROUP, VERSION, ns, "quotas",
+                       field_selector="metadata.name=publish", resource_version=first["metadata"]["resourceVersion"],
+                       timeout_seconds=max(1, int(timeout))):
+        if int((ev["object"].get("status") or {}).get("used") or 0) > used or time.monotonic() > deadline:
+            break
+    w.stop()
 
 
 def peak_rss_kb(pid: int) -> int:
@@ -244,10 +262,14 @@ spec: {{resource: publish, limit: 100000, window: daily, enforcement: Hard}}
     def killer() -> None:
         nonlocal kills, peak
         try:
-            for _ in range(KILLS):
-                driver.requested.wait(timeout=5)  # kill while moves are in flight
-                driver.requested.clear()
-                time.sleep(rng.uniform(0.02, 1.2))
+            for n in range(KILLS):
+                if n % 2:
+                    # The worst moment: right after a commit, before the task's status write records it.
+                    next_commit(ns, timeout=10)
+                else:
+                    driver.requested.wait(timeout=5)  # kill while moves are in flight
+                    driver.requested.clear()
+                    time.sleep(rng.uniform(0.02, 1.2))
                 assert operator.proc is not None
                 peak = max(peak, peak_rss_kb(operator.proc.pid))
                 operator.kill()
