@@ -14,7 +14,12 @@ Agents and scripts:
         print(grant.message, "retry after", grant.reset_at)
 
 or `kubectl agentops quota use api-calls --amount 3` (exit 0 granted, 1 refused). The caller needs
-`get` on quotas and `patch` on quotas/status (ClusterRole agentops-agent).
+`get` on quotas and `patch` on quotas/status (ClusterRole agentops-agent); the admission policy
+agentops-quota-status lets anyone but the operator only add to a ledger (never start a window).
+
+Reserve, commit and release are idempotent per holder, commits included: a holder already committed
+is remembered (`status.committed`), so a caller that lost its record of a commit and starts over
+charges nothing twice (`charge_for` does reserve + commit for a set of costs).
 """
 
 from __future__ import annotations
