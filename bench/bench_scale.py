@@ -258,7 +258,7 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
     api = client.CustomObjectsApi(api_client)
     core = client.CoreV1Api(api_client)
     out: dict[str, float] = {}
-    # Before anything of ours runs: the control plane's own background requests (leases, controllers), to subtract from idle figures.
+    # Before anything of ours runs: the control plane's own background requests, subtracted from idle figures.
     b0, tb0 = apiserver_requests(api_client), time.monotonic()
     time.sleep(min(idle_seconds, 10))
     b1, tb1 = apiserver_requests(api_client), time.monotonic()
