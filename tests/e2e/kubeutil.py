@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +55,19 @@ def wait_for(fn: Callable[[], T | None], timeout: float = 60, interval: float = 
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or fn}: last={last!r}")
+
+
+def private_namespace(prefix: str) -> Iterator[str]:
+    """A restricted namespace outside the session prefix (the session's operator does not watch it),
+    deleted afterwards unless KEEP_NAMESPACES=1. For fixtures: `yield from private_namespace("x")`."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    wait_for(lambda: kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+             timeout=20, interval=0.2, what="default ServiceAccount")
+    yield name
+    if os.environ.get("KEEP_NAMESPACES") != "1":
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def free_port() -> int:

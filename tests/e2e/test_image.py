@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .kubeutil import ROOT, free_port, kget, kubectl, wait_for
+from .kubeutil import ROOT, free_port, kget, kubectl, private_namespace, wait_for
 from .taskutil import EDITOR, blocked, cli, make_team, phase_is, task
 
 STORAGE_CONF = ROOT / "hack" / "containers-storage.conf"
@@ -186,14 +186,7 @@ class Container:
 @pytest.fixture
 def image_ns() -> Iterator[str]:
     # Not the session prefix: the session's operator (if any) must not reconcile what the container does.
-    name = f"img-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
-    wait_for(lambda: kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-             timeout=20, interval=0.2, what="default ServiceAccount")
-    yield name
-    if os.environ.get("KEEP_NAMESPACES") != "1":
-        kubectl("delete", "namespace", name, "--wait=false", check=False)
+    yield from private_namespace("img")
 
 
 @pytest.fixture

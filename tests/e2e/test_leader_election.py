@@ -7,9 +7,7 @@ the takeover time measured here is the one a user gets. It is written to bench/r
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .kubeutil import ROOT, OperatorProcess, apply, kget, kubectl, wait_for
+from .kubeutil import ROOT, OperatorProcess, apply, kget, kubectl, private_namespace, wait_for
 from .taskutil import EDITOR, cli, make_team, phase_is, task
 
 pytestmark = pytest.mark.kwok  # delayed gate Job pods
@@ -41,14 +39,7 @@ GATED = """  gates:
 @pytest.fixture
 def le_ns() -> Iterator[str]:
     # Outside the session prefix: only this test's two operators watch it.
-    name = f"le-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
-    wait_for(lambda: kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-             timeout=20, interval=0.2, what="default ServiceAccount")
-    yield name
-    if os.environ.get("KEEP_NAMESPACES") != "1":
-        kubectl("delete", "namespace", name, "--wait=false", check=False)
+    yield from private_namespace("le")
 
 
 def replica(ns: str, ident: str) -> OperatorProcess:
