@@ -241,6 +241,8 @@ def settle(op: Operator, api_client: client.ApiClient, quiet_s: float = 3.0, tim
     while time.monotonic() < deadline:
         m = apiserver_requests(api_client)
         writes = sum(v for (g, _, _, verb), v in m.items() if g == "agentops.dev" and verb in WRITE_VERBS)
+        # The operator's own count when it has one (its Events are sent after its status writes).
+        writes += total(op.metrics(), "agentops_api_requests_total")
         if writes != last:
             last, quiet_since = writes, time.monotonic()
         elif time.monotonic() - quiet_since >= quiet_s:
