@@ -36,6 +36,11 @@ def test_agent_cannot_remove_its_approval_gate_take_tasks_or_edit_others(ns: str
             "spec.gates", "may only change spec.requestedPhase")
     refused(patch(ns, "agenttask", "t1", {"spec": {"priority": 1000}}, dev1), "spec.priority")
     refused(patch(ns, "agenttask", "t1", {"metadata": {"labels": {"team": "none"}}}, dev1), "metadata.labels")
+    refused(patch(ns, "agenttask", "t1", {"metadata": {"annotations": {"team": "none"}}}, dev1), "metadata.labels")
+    # Progress notes (the worker library's annotation) are work: on its own task only.
+    refused(patch(ns, "agenttask", "t1", {"metadata": {"annotations": {"agentops.dev/progress": "[]"}}}, dev2),
+            "metadata.annotations", "only on tasks assigned to it")
+    assert patch(ns, "agenttask", "t1", {"metadata": {"annotations": {"agentops.dev/progress": "[]"}}}, dev1)[0]
     # dev-1 takes a Backlog task by naming itself.
     refused(patch(ns, "agenttask", "free", {"spec": {"assignee": "dev-1"}}, dev1), "spec.assignee")
     # dev-2 edits dev-1's deliverable.
@@ -132,7 +137,7 @@ def test_requester_and_assignee_cannot_approve_their_own_move(ns: str, operator)
     cli(ns, "task", "approve", "s2", as_user=dev1)
     msg = wait_for(lambda: (c := blocked(ns, "s2", "AwaitingApproval"))["message"].count("separation of duties")
                    and c["message"], timeout=30, what="self-approvals reported as not counted")
-    assert "rita (requested the move)" in msg and f"{dev1} (is the assignee)" in msg and "0/1 approvals" in msg
+    assert "rita (requested the move)" in msg and f"{dev1} (did the work)" in msg and "0/1 approvals" in msg
     assert kget("agenttask", "s2", ns)["status"]["phase"] == "Review"
     cli(ns, "task", "approve", "s2", as_user="bob")
     t = phase_is(ns, "s2", "Done")
