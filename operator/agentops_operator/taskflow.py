@@ -155,7 +155,8 @@ def evaluate_approvals(
 
     Only decisions first seen after the task entered its phase (`since`) count, so a new review
     round after a rejection starts from zero. Separation of duties: unless the gate sets
-    ``allowSelfApproval``, approvals by the move's requester (spec.by) or by the author of the work
+    ``allowSelfApproval``, approvals by whoever put the work up for this decision (``requester``: who
+    requested the move into the current phase) or by the author of the work
     (``assignee``: the agent that did it, as its ServiceAccount user) do not count. Rejections do:
     nobody bypasses a gate by turning their own work down (a pipeline's reviewer may be the one who
     asks for the move, to record its verdict).

@@ -361,8 +361,13 @@ def _approval_gate(pend: Pending, spec: AgentTaskSpec, gate: Gate, key: str,
     cfg = gate.approval or ApprovalGateSpec()
     ns = pend.obj["metadata"]["namespace"]
     author = _work_author(pend.status)
+    # Separation of duties is about the work: who put it up for this decision (the requester of the
+    # move into the current phase, e.g. -> Review) and who did it. A reviewer who approves and asks for
+    # the next move in one step (`kubectl agentops task approve --move`) is neither.
+    history = pend.status.get("history") or []
+    submitter = history[-1].get("by") if history else spec.by
     outcome = taskflow.evaluate_approvals(cfg, _approval_views(pend, spec), key, since, pend.now,
-                                          _role_users(ns, cfg.approvers.roles), requester=spec.by,
+                                          _role_users(ns, cfg.approvers.roles), requester=submitter,
                                           assignee=names.agent_sa_username(ns, author) if author else None)
     state = {"Passed": "Passed", "Waiting": "Waiting", "Rejected": "Failed", "TimedOut": "Failed"}[outcome.state]
     res = {"name": gate.name, "type": "Approval", "transition": key, "attempt": 1, "state": state,
