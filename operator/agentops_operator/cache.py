@@ -29,6 +29,28 @@ def rv_int(obj: Obj | None) -> int | None:
         return None
 
 
+# Not needed by any reconcile and large: server-side apply's field ownership, and kubectl's copy of
+# the whole last-applied spec. Dropped from what the cache keeps (as controller-runtime can strip
+# managed fields), which is most of an AgentTask's size when users `kubectl apply` them.
+_DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def slim(obj: Obj) -> Obj:
+    """The object as the cache keeps it: without metadata.managedFields and the last-applied
+    annotation. The caller's dict is not changed."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return obj
+    annotations = meta.get("annotations") or {}
+    dropped = any(k in annotations for k in _DROPPED_ANNOTATIONS)
+    if "managedFields" not in meta and not dropped:
+        return obj
+    meta = {k: v for k, v in meta.items() if k != "managedFields"}
+    if dropped:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS}
+    return {**obj, "metadata": meta}
+
+
 def owner_uids(obj: Obj) -> builtins.list[str]:
     return [r["uid"] for r in (obj.get("metadata") or {}).get("ownerReferences") or [] if r.get("uid")]
 
@@ -46,6 +68,7 @@ class Store:
     def upsert(self, kind: str, obj: Obj) -> tuple[bool, Obj | None]:
         """Store a newer body. Returns (changed, previous): unchanged when the stored copy is the same
         resourceVersion (the echo of our own write) or newer (a late watch event)."""
+        obj = slim(obj)
         meta = obj.get("metadata") or {}
         ns, name = meta.get("namespace") or "", meta.get("name") or ""
         with self._lock:

@@ -100,3 +100,14 @@ def test_completed_counts_finished_stages_not_hand_backs() -> None:
     assert stats["qa"].tasks_completed == 3  # handed back once, on once, and completed (Done)
     assert stats["deploy"].tasks_completed == 1  # Deployed
     assert "dev1" not in stats  # its hand-back finished nothing
+
+
+def test_the_cache_keeps_no_managed_fields_or_last_applied_copy() -> None:
+    s = Store()
+    o = obj("t", 1)
+    o["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    o["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "keep": "me"}
+    s.upsert("agenttasks", o)
+    kept = s.peek("agenttasks", "ns", "t")
+    assert "managedFields" not in kept["metadata"] and kept["metadata"]["annotations"] == {"keep": "me"}
+    assert "managedFields" in o["metadata"]  # the caller's object is untouched
