@@ -283,7 +283,8 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
         if extra_agents:
             parallel(lambda i: api.create_namespaced_custom_object(GROUP, VERSION, ns, "agents", {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "Agent", "metadata": {"name": f"extra-{i:04d}"},
-                "spec": {"role": "other", "image": "registry.example/other:1", "replicas": 0}}),
+                # Registered agents that run elsewhere (no image: no workload, readiness by heartbeat).
+                "spec": {"role": "other"}}),
                 list(range(extra_agents)))
         names = [f"t{i:05d}" for i in range(n)]
         t0 = time.monotonic()
