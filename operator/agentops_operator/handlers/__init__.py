@@ -212,8 +212,8 @@ def _quota_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: 
     freed = int(n_st.get("used") or 0) + int(n_st.get("reserved") or 0) < \
         int(o_st.get("used") or 0) + int(o_st.get("reserved") or 0)
     if freed or _spec_changed(old, new):
-        for key in task.tasks_waiting_for_quota(ns):
-            runtime.enqueue(*key)
+        # Finding the waiting tasks scans the namespace: a worker does it, not the event loop.
+        runtime.enqueue(task.WAKE_QUOTA_WAITERS, ns, "")
         runtime.enqueue(task.ASSIGN, ns, "", delay=task.ASSIGN_DEBOUNCE_SECONDS)
 
 
@@ -276,8 +276,7 @@ def _config_map_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, 
         for agent_obj in store.list("agents"):
             runtime.enqueue("agents", agent_obj["metadata"]["namespace"], agent_obj["metadata"]["name"])
     if labels.get(task.POLICY_LABEL) == "true":
-        for key in task.tasks_with_pending_moves(ns):
-            runtime.enqueue(*key)
+        runtime.enqueue(task.WAKE_PENDING_MOVES, ns, "")
 
 
 def _config_maps(label: str, value: Any) -> None:

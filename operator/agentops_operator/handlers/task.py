@@ -745,6 +745,24 @@ def assignment_relevant(old: dict[str, Any] | None, new: dict[str, Any] | None) 
     return any(t is not None and _waits_for_assignment(t) for t in (old, new)) or holds(old) != holds(new)
 
 
+WAKE_QUOTA_WAITERS = "wake-quota-waiters"
+WAKE_PENDING_MOVES = "wake-pending-moves"
+
+
+@register_work(WAKE_QUOTA_WAITERS)
+def wake_quota_waiters(ns: str, _name: str = "") -> None:
+    """Quota was freed or changed: tasks blocked on it try again."""
+    for key in tasks_waiting_for_quota(ns):
+        runtime.enqueue(*key)
+
+
+@register_work(WAKE_PENDING_MOVES)
+def wake_pending_moves(ns: str, _name: str = "") -> None:
+    """The namespace gate policy changed: tasks with a move pending are judged again."""
+    for key in tasks_with_pending_moves(ns):
+        runtime.enqueue(*key)
+
+
 def tasks_waiting_for_quota(ns: str) -> list[tuple[str, str, str]]:
     def blocked(t: dict[str, Any]) -> bool:
         cond = get_condition((t.get("status") or {}).get("conditions"), "TransitionBlocked") or {}
