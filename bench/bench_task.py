@@ -23,7 +23,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from agentops_operator import GROUP, VERSION, taskflow
+from agentops_operator import GROUP, VERSION, taskflow, taskplan
 from agentops_operator.cli.common import current_user
 from agentops_operator.handlers import task as task_handler
 from agentops_operator.models.task import AgentTaskSpec
@@ -58,14 +58,14 @@ def worst_status_bytes() -> int:
            "spec": spec.model_dump(by_alias=True, mode="json"), "status": {}}
     now = datetime(2026, 1, 1, tzinfo=UTC)
     pend = task_handler.Pending(obj, {"phase": "InProgress"}, now)
-    task_handler._sync_approvals(pend, spec)
+    taskplan.sync_approvals(pend, spec)
     gate = {"name": "g" * 30, "type": "Job", "transition": "InProgress->Review", "attempt": 99,
             "job": "j" * 63, "state": "Failed", "message": "m" * 5000, "generation": 1}
     for i in range(400):
         pend.now = now + timedelta(seconds=i)
         to = task_handler.Phase.REVIEW if i % 2 == 0 else task_handler.Phase.REJECTED
-        task_handler._record(pend, spec, to, "system:serviceaccount:" + "n" * 63 + ":agent-" + "a" * 60,
-                             [gate] * 3, notes="x" * 32768, rejections=["r" * 4096] * 20)
+        taskplan.record(pend, spec, to, "system:serviceaccount:" + "n" * 63 + ":agent-" + "a" * 60,
+                        [gate] * 3, history_limit=100, notes="x" * 32768, rejections=["r" * 4096] * 20)
     pend.status["gates"] = [gate] * 10
     return len(json.dumps(pend.status).encode())
 

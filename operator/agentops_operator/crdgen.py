@@ -235,3 +235,18 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def unknown_keys(value: object, schema: dict[str, Any], path: str = "status") -> list[str]:
+    """Keys the API server would prune silently: not in the structural schema (a misspelt status field)."""
+    out: list[str] = []
+    if isinstance(value, dict) and "properties" in schema:
+        for key, v in value.items():
+            if key not in schema["properties"]:
+                out.append(f"{path}.{key}")
+            else:
+                out += unknown_keys(v, schema["properties"][key], f"{path}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            out += unknown_keys(v, schema["items"], f"{path}[{i}]")
+    return out
