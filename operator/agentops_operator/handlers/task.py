@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 from prometheus_client import Counter
 from pydantic import TypeAdapter, ValidationError
 
-from .. import kube, names, podsecurity, selectors, taskflow
+from .. import deploygate, kube, names, podsecurity, selectors, taskflow
 from .. import settings as settings_mod
 from ..cache import store
 from ..conditions import get_condition, set_condition
@@ -25,7 +25,7 @@ from ..lifecycle import Phase, Verdict, judge_request, transition_key
 from ..models.task import AgentTaskSpec, ApprovalGateSpec, Gate, JobGateSpec, TransitionGates
 from ..runtime import register, register_work, runtime
 from ..timeutil import format_time, parse_time
-from . import handback
+from . import deploy, handback
 
 log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
@@ -254,7 +254,7 @@ def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase)
         pend.condition("TransitionBlocked", True, "InvalidPolicy", str(exc), "Warning")
         pend.condition("Progressing", False, "Blocked", "the namespace gate policy is invalid")
         return None
-    gates = taskflow.resolve_gates(key, spec.gates, ns_policy)
+    gates = deploygate.with_rollout_gate(key, spec.deploy, taskflow.resolve_gates(key, spec.gates, ns_policy))
     missing = _missing_inputs(spec, gates)
     if missing:
         pend.condition("TransitionBlocked", True, "MissingInput",
@@ -278,6 +278,8 @@ def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase)
     for gate in gates:
         if gate.type == "Job":
             res = _job_gate(pend, spec, gate, key, round_, jobs)
+        elif gate.type == deploygate.ROLLOUT:
+            res = deploy.rollout_gate(pend.obj, pend.status, spec, gate, key, pend.events)
         else:
             res, rejection = _approval_gate(pend, spec, gate, key, since)
         results.append(res)
@@ -352,6 +354,7 @@ def _missing_inputs(spec: AgentTaskSpec, gates: list[Gate]) -> list[str]:
             missing.append("spec.output")
         if "deployRef" in gate.requires and not (spec.deploy and (spec.deploy.version or spec.deploy.image)):
             missing.append("spec.deploy.version or spec.deploy.image")
+    missing += deploygate.missing_inputs(spec.deploy, gates)
     return sorted(set(missing))
 
 
