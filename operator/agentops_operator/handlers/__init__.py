@@ -76,6 +76,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
     await asyncio.to_thread(prime_cache)
+    deploy.after_prime()
     stats.stats.start(store.namespaces("agents"))
     runtime.start(cfg.workers)
     log.info("agentops operator started; reconcilers: %s; %d workers", ", ".join(sorted(RECONCILERS)), cfg.workers)

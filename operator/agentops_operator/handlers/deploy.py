@@ -10,6 +10,7 @@ the Agent only; its spec changes by GitOps (or the deploy Job), its rollout by t
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from ..models.agent import AgentStatus
 from ..models.task import AgentTaskSpec, Gate
 from ..runtime import register_work, runtime
 from ..timeutil import format_time
+from .systemmove import request_system_move
 
 log = logging.getLogger(__name__)
 DEPLOY_WATCH = "deploy-watch"  # work item per (namespace, Agent): tasks deploying through it
@@ -79,18 +81,77 @@ def _now() -> Any:
 # ---- waking tasks ----------------------------------------------------------------------------
 
 
+class _Index:
+    """(namespace, Agent) -> names of the tasks that deploy through it (spec.deploy.agent, or the Agent
+    their move into Deployed went through), so an Agent's status change looks at those tasks only.
+    Kept by the task listener; a namespace is scanned once, by the first watch item, since priming the
+    cache notifies no listener."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: dict[tuple[str, str], set[str]] = {}
+        self._scanned: set[str] = set()
+
+    @staticmethod
+    def agents_of(t: dict[str, Any] | None) -> set[str]:
+        if t is None:
+            return set()
+        out = {a} if (a := ((t.get("spec") or {}).get("deploy") or {}).get("agent")) else set()
+        st = t.get("status") or {}
+        if st.get("phase") == Phase.DEPLOYED.value and (through := deploygate.deployed_through(
+                st.get("history") or [])) is not None:
+            out.add(through.agent)
+        return out
+
+    def update(self, ns: str, name: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        before, after = self.agents_of(old), self.agents_of(new)
+        if before == after:
+            return
+        with self._lock:
+            for agent in before - after:
+                names = self._tasks.get((ns, agent))
+                if names is not None:
+                    names.discard(name)
+                    if not names:
+                        del self._tasks[(ns, agent)]
+            for agent in after - before:
+                self._tasks.setdefault((ns, agent), set()).add(name)
+
+    def wanted(self, ns: str, agent: str) -> bool:
+        with self._lock:
+            return ns not in self._scanned or (ns, agent) in self._tasks
+
+    def tasks(self, ns: str, agent: str) -> list[str]:
+        with self._lock:
+            scanned = ns in self._scanned
+        if not scanned:
+            for t in store.list("agenttasks", ns):
+                self.update(ns, t["metadata"]["name"], None, t)
+            with self._lock:
+                self._scanned.add(ns)
+        with self._lock:
+            return sorted(self._tasks.get((ns, agent), ()))
+
+
+index = _Index()
+
+
 def _agent_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool) -> None:
     cur = new or old
     assert cur is not None
+    ns, name = cur["metadata"].get("namespace") or "", cur["metadata"]["name"]
     o, n = (old or {}).get("status") or {}, (new or {}).get("status") or {}
-    if old is None or new is None or any(o.get(k) != n.get(k) for k in _WATCHED_STATUS):
+    if (old is None or new is None or any(o.get(k) != n.get(k) for k in _WATCHED_STATUS)) and index.wanted(ns, name):
         # Even the operator's own status write: the Agent reconcile wrote it, the tasks must see it.
-        runtime.enqueue(DEPLOY_WATCH, cur["metadata"].get("namespace") or "", cur["metadata"]["name"])
+        runtime.enqueue(DEPLOY_WATCH, ns, name)
 
 
 def _task_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool) -> None:
-    """A task that just became Deployed through an Agent: check at once that its revision still stands
-    (an undo may have come between the gate's pass and the record)."""
+    """Keep the index; a task that just became Deployed through an Agent: check at once that its
+    revision still stands (an undo may have come between the gate's pass and the record)."""
+    cur = new or old
+    assert cur is not None
+    index.update(cur["metadata"].get("namespace") or "", cur["metadata"]["name"], old, new)
     if new is None:
         return
     o, n = (old or {}).get("status") or {}, new.get("status") or {}
@@ -99,6 +160,13 @@ def _task_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: b
     through = deploygate.deployed_through(n.get("history") or [])
     if through is not None:
         runtime.enqueue(DEPLOY_WATCH, new["metadata"].get("namespace") or "", through.agent)
+
+
+def after_prime() -> None:
+    """Priming the cache notifies no listener: look once at every Agent's tasks (an undo while the
+    operator was away must still move its Deployed tasks)."""
+    for a in store.list("agents"):
+        runtime.enqueue(DEPLOY_WATCH, a["metadata"].get("namespace") or "", a["metadata"]["name"])
 
 
 listen("agents", _agent_changed)
@@ -116,8 +184,10 @@ def deploy_watch(ns: str, agent: str) -> float | None:
     """The Agent's rollout changed: its waiting Rollout gates look again; Deployed tasks whose revision
     it rolled back or undid move to RolledBack (idempotent per Agent and revision)."""
     status, revisions = agent_view(ns, agent)
-    for t in store.list("agenttasks", ns):
-        name = t["metadata"]["name"]
+    for name in index.tasks(ns, agent):
+        t = store.peek("agenttasks", ns, name)
+        if t is None:
+            continue
         if _waits_on(t, agent):
             runtime.enqueue("agenttasks", ns, name)
             continue
@@ -137,9 +207,5 @@ def deploy_watch(ns: str, agent: str) -> float | None:
 
 
 def request_rolled_back(ns: str, name: str, reason: str, message: str, key: str) -> str:
-    # handlers.systemmove lands on main with issue 13/14's operator-initiated moves.
-    import importlib
-
-    request_system_move = importlib.import_module(f"{__package__}.systemmove").request_system_move
     return request_system_move(ns, name, Phase.ROLLED_BACK.value, by=SYSTEM_USER, reason=f"{reason}: {message}",
                                key=key)
