@@ -66,8 +66,8 @@ def test_runs_with_step_weight_and_analysis_then_passes_when_stable_and_healthy(
     assert {v.rollout.weight for v in running} >= {25, 50}
     assert any(v.rollout.step == "analysis m" and v.rollout.analysis for v in running)
     assert any("weight 50%" in v.rollout.summary for v in running)
-    # Never passed before the Agent made the revision stable.
-    assert all(v.state != "Passed" for v in seen[:-1] if v.rollout.revision != "new" or v.state == "Running")
+    # Never passed before the Agent made the revision stable and was Healthy (the last plan).
+    assert [v.state for v in seen].index("Passed") == len(seen) - 1
 
 
 def test_failed_analysis_fails_the_gate_with_the_rollouts_reason() -> None:
