@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import names, podsecurity, taskflow
+from . import deploygate, names, podsecurity, taskflow
 from .conditions import get_condition, set_condition
 from .lifecycle import Phase, Verdict, describe_allowed, is_legal, judge_request, transition_key
-from .models.task import AgentTaskSpec, ApprovalGateSpec, Gate, JobGateSpec, TransitionGates
+from .models.task import AgentTaskSpec, ApprovalGateSpec, Gate, JobGateSpec, RolloutGateStatus, TransitionGates
 from .timeutil import format_time, parse_time
 
 JOB_POLL_SECONDS = 30.0  # a safety net: gate Job changes arrive through the watch
@@ -124,6 +124,7 @@ class MoveInputs:
     refusal: Refusal | None = None
     missing_refs: Mapping[str, str] = field(default_factory=dict)  # gate name -> what is missing
     failure_details: Mapping[str, str] = field(default_factory=dict)  # failed Job name -> why
+    rollout: deploygate.GateView | None = None  # the Rollout gate's view of spec.deploy.agent
     history_limit: int = DEFAULT_HISTORY_LIMIT  # the operator's cap
 
     @property
@@ -363,6 +364,7 @@ def missing_inputs(spec: AgentTaskSpec, gates: list[Gate]) -> list[str]:
             missing.append("spec.output")
         if "deployRef" in gate.requires and not (spec.deploy and (spec.deploy.version or spec.deploy.image)):
             missing.append("spec.deploy.version or spec.deploy.image")
+    missing += deploygate.missing_inputs(spec.deploy, gates)
     return sorted(set(missing))
 
 
@@ -375,7 +377,7 @@ def _move(d: Draft, inputs: MoveInputs, recorded: Phase, requested: Phase,
         d.condition("TransitionBlocked", True, "InvalidPolicy", inputs.policy_error, "Warning")
         d.condition("Progressing", False, "Blocked", "the namespace gate policy is invalid")
         return None
-    gates = taskflow.resolve_gates(key, spec.gates, inputs.policy)
+    gates = deploygate.with_rollout_gate(key, spec.deploy, taskflow.resolve_gates(key, spec.gates, inputs.policy))
     missing = missing_inputs(spec, gates)
     if missing:
         d.condition("TransitionBlocked", True, "MissingInput", f"{key} needs {', '.join(missing)} to be set",
@@ -399,6 +401,8 @@ def _move(d: Draft, inputs: MoveInputs, recorded: Phase, requested: Phase,
     for gate in gates:
         if gate.type == "Job":
             res = _job_gate(d, inputs, gate, key, round_)
+        elif gate.type == deploygate.ROLLOUT:
+            res = _rollout_gate(d, inputs, gate, key)
         else:
             res, rejection = _approval_gate(d, inputs, gate, key, since)
         results.append(res)
@@ -481,6 +485,28 @@ def _job_gate(d: Draft, inputs: MoveInputs, gate: Gate, key: str, round_: int) -
         reason = inputs.failure_details.get(name) or decision.message
         res.update(state="Failed", message=f"job {name} failed: {reason}; bump spec.retry (or change the "
                                            f"request) to run attempt {decision.attempt + 1}")
+    return res
+
+
+def _rollout_gate(d: Draft, inputs: MoveInputs, gate: Gate, key: str) -> dict[str, Any]:
+    """The Rollout gate (spec.deploy.agent): passes when that Agent serves the task's revision as stable;
+    shows the rollout's step, weight and analysis while it runs; fails when the Agent rolled it back."""
+    view = inputs.rollout
+    if view is None:  # no Agent named: deploygate.missing_inputs blocked the move before
+        view = deploygate.GateView("Pending", "spec.deploy.agent: not set", RolloutGateStatus(agent=""))
+    before: dict[str, Any] = next((g for g in d.status.get("gates") or []
+                                   if g.get("name") == gate.name and g.get("transition") == key), {})
+    now = format_time(d.now)
+    res: dict[str, Any] = {
+        "name": gate.name, "type": deploygate.ROLLOUT, "transition": key, "attempt": 1, "state": view.state,
+        "message": view.message, "generation": d.gen, "startedAt": before.get("startedAt") or now,
+        "rollout": view.rollout.model_dump(by_alias=True, mode="json", exclude_none=True),
+    }
+    if view.state in ("Passed", "Failed"):
+        res["finishedAt"] = before.get("finishedAt") if before.get("state") == view.state else now
+    old_summary = (before.get("rollout") or {}).get("summary")
+    if view.state == "Running" and old_summary != view.rollout.summary:
+        d.events.append(("Normal", "RolloutProgress", f"{key}: gate {gate.name}: {view.message}"[:1024]))
     return res
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from agentops_operator.models.agent import AgentSpec
-from agentops_operator.models.task import AgentTaskSpec
+from agentops_operator.models.task import AgentTaskSpec, DeployRef
 
 ADMISSION = Path(__file__).resolve().parents[2] / "manifests" / "admission"
 
@@ -44,6 +44,23 @@ def test_agent_field_lists_cover_the_task_spec_exactly() -> None:
     assert not work & other
     # approvals are append-only and checked by task-identity (approve verb, own name, separation of duties)
     assert work | other | {"approvals"} == wire_fields(AgentTaskSpec)
+
+
+# spec.deploy: what the operator runs or reads for the task needs that right of the caller; the rest is data.
+DEPLOY_CHECKED = {"command": "check('create')", "agent": "resource('agents')"}
+DEPLOY_DATA = {"version", "image", "config"}
+
+
+def test_deploy_fields_are_classified_and_checked() -> None:
+    assert wire_fields(DeployRef) == set(DEPLOY_CHECKED) | DEPLOY_DATA
+    pol = policy("no-confused-deputy.yaml", "agentops-task-runs")
+    assert "object.spec.deploy.command" in variable(pol, "deployCommandChanged")
+    assert "object.spec.deploy.agent" in variable(pol, "deployAgent")
+    rules = [v["expression"] for v in pol["spec"]["validations"]]
+    agent_rule = next(r for r in rules if "deployAgentChanged" in r)
+    # Reading the Agent is what the field hands on (the gate copies its rollout into the task): get, by name.
+    assert "resource('agents')" in agent_rule and ".name(variables.deployAgent)" in agent_rule
+    assert "check('get')" in agent_rule
 
 
 AGENT_POD_FIELDS = {"image", "command", "args", "env", "secretEnv", "podLabels", "podAnnotations", "resources",

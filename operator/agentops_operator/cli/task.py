@@ -58,6 +58,7 @@ def register(sub: Any) -> None:
     m.add_argument("--notes")
     m.add_argument("--deploy-version")
     m.add_argument("--deploy-image")
+    m.add_argument("--deploy-agent", help="Agent whose rollout of the image decides Done->Deployed (Rollout gate)")
     m.set_defaults(func=_move)
     for verb, decision in (("approve", "Approved"), ("reject", "Rejected")):
         a = t.add_parser(verb, help=f"{verb} the task's pending move (as yourself)")
@@ -77,12 +78,13 @@ def register(sub: Any) -> None:
     c.set_defaults(func=lambda a: _move(argparse.Namespace(**{**vars(a), "phase": "Cancelled", "output": None,
                                                                "notes": None, "deploy_version": None,
                                                                "deploy_image": None})))
-    rb = t.add_parser("rollback", help="roll a Deployed task back (RolledBack)")
+    rb = t.add_parser("rollback", help="roll a Deployed task back (RolledBack); deployed through an Agent: "
+                                       "run that Agent's undo, and the task follows")
     rb.add_argument("name")
-    rb.add_argument("--reason", default="", help="recorded as the move's notes")
-    rb.set_defaults(func=lambda a: _move(argparse.Namespace(**{**vars(a), "phase": "RolledBack", "output": None,
-                                                                "notes": a.reason or None, "deploy_version": None,
-                                                                "deploy_image": None})))
+    rb.add_argument("--reason", default="", help="recorded as the move's notes (a task without an Agent behind it)")
+    rb.add_argument("--timeout", type=float, default=30.0,
+                    help="seconds to wait for the Agent's undo and the task's RolledBack (0: don't wait)")
+    rb.set_defaults(func=_rollback)
     h = t.add_parser("history", help="the audit trail of a task")
     h.add_argument("name")
     h.add_argument("-o", "--output-format", choices=["table", "json"], default="table")
@@ -124,14 +126,59 @@ def _move(args: argparse.Namespace) -> int:
             spec["output"] = args.output
         if args.notes:
             spec["notes"] = args.notes
-        if args.deploy_version or args.deploy_image:
+        deploy_agent = getattr(args, "deploy_agent", None)
+        if args.deploy_version or args.deploy_image or deploy_agent:
             deploy = spec.setdefault("deploy", {})
             if args.deploy_version:
                 deploy["version"] = args.deploy_version
             if args.deploy_image:
                 deploy["image"] = args.deploy_image
+            if deploy_agent:
+                deploy["agent"] = deploy_agent
 
     return _update(args, mutate, f"requested {args.phase} as {user}")
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    """A task deployed through an Agent (its Rollout gate recorded the revision): run the Agent's undo as
+    the caller -- the API server's RBAC on patching that Agent decides -- and wait for the operator to
+    move the task to RolledBack (a system move carrying the Agent's reason). Otherwise, or when the
+    Agent no longer serves that revision as stable, request RolledBack on the task as before."""
+    from .. import deploygate
+    from . import agent as agent_cli
+
+    ns = namespace(args)
+    obj = kube.get_custom(PLURAL, ns, args.name)
+    if obj is None:
+        return fail(f"agenttask {args.name} not found in {ns}")
+    st = obj.get("status") or {}
+    through = deploygate.deployed_through(st.get("history") or []) if st.get("phase") == Phase.DEPLOYED else None
+    if through is not None:
+        agent = kube.get_custom("agents", ns, through.agent)
+        stable = ((agent or {}).get("status") or {}).get("stableRevision")
+        if stable == through.revision:
+            print(f"agenttask/{args.name} was deployed through agent {through.agent} (revision {stable}): "
+                  f"running its undo")
+            undo = argparse.Namespace(**{**vars(args), "name": through.agent, "command": "undo",
+                                         "to_revision": None, "timeout": args.timeout or 30.0})
+            rc = int(agent_cli._verb(undo))
+            if rc != 0 or args.timeout <= 0:
+                return rc
+            deadline = time.monotonic() + args.timeout
+            while time.monotonic() < deadline:
+                cur = kube.get_custom(PLURAL, ns, args.name) or {}
+                cst = cur.get("status") or {}
+                if cst.get("phase") == Phase.ROLLED_BACK:
+                    last = (cst.get("history") or [{}])[-1]
+                    print(f"agenttask/{args.name}: RolledBack by {last.get('by')} ({last.get('notes') or ''})")
+                    return 0
+                time.sleep(0.3)
+            return fail(f"agent {through.agent} undid revision {stable}, but agenttask {args.name} is not "
+                        f"RolledBack within {args.timeout:g}s")
+        print(f"agent {through.agent} no longer serves revision {through.revision} as stable "
+              f"({stable or 'agent not found'}): recording the rollback on the task only")
+    return _move(argparse.Namespace(**{**vars(args), "phase": "RolledBack", "output": None,
+                                       "notes": args.reason or None, "deploy_version": None, "deploy_image": None}))
 
 
 def _approve(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from .. import GROUP, VERSION, kube
 from .. import settings as settings_mod
 from ..cache import listen, notify, store
 from ..runtime import RECONCILERS, runtime, watched
-from . import agent, handback, quota, stats, task  # noqa: F401  (registration side effects)
+from . import agent, deploy, handback, quota, stats, task  # noqa: F401  (registration side effects)
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("agentops.audit")
@@ -76,6 +76,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
     await asyncio.to_thread(prime_cache)
+    deploy.after_prime()
     stats.stats.start(store.namespaces("agents"))
     runtime.start(cfg.workers)
     log.info("agentops operator started; reconcilers: %s; %d workers", ", ".join(sorted(RECONCILERS)), cfg.workers)

@@ -16,7 +16,7 @@ import yaml
 from prometheus_client import Counter
 from pydantic import TypeAdapter, ValidationError
 
-from .. import crdgen, kube, names, selectors, taskflow, taskplan
+from .. import crdgen, deploygate, kube, names, selectors, taskflow, taskplan
 from .. import settings as settings_mod
 from ..cache import store
 from ..conditions import get_condition
@@ -25,7 +25,7 @@ from ..models import task as task_models
 from ..models.task import AgentTaskSpec, Gate, TransitionGates
 from ..runtime import register, register_work, runtime
 from ..timeutil import parse_time
-from . import handback
+from . import deploy, handback
 
 log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
@@ -102,10 +102,14 @@ def _observe(obj: dict[str, Any], spec: AgentTaskSpec, status: dict[str, Any], n
     jobs = tuple(store.owned("jobs", obj["metadata"]["uid"]))
     agents = tuple(agent_views(store.list("agents", ns), store.list(PLURAL, ns))) if taskplan.needs_agents(spec) \
         else None
+    rollout = None
+    if spec.deploy and spec.deploy.agent:
+        agent_status, revisions = deploy.agent_view(ns, spec.deploy.agent)
+        rollout = deploygate.evaluate(spec.deploy.agent, spec.deploy, agent_status, revisions)
     return taskplan.MoveInputs(
         obj=obj, spec=spec, status=status, now=now, policy=policy, policy_error=policy_error, jobs=jobs,
         quotas=quotas, role_users=role_users, agents=agents, failure_details=_failure_details(ns, jobs),
-        history_limit=settings_mod.current.history_limit,
+        history_limit=settings_mod.current.history_limit, rollout=rollout,
     )
 
 

@@ -78,7 +78,9 @@ class ApprovalGateSpec(K8sModel):
 
 class Gate(K8sModel):
     name: str = Field(description="Gate name, unique within the transition.", pattern=r"^[a-z0-9-]{1,30}$")
-    type: Literal["Job", "Approval"] = Field(description="How the gate is decided.")
+    type: Literal["Job", "Approval", "Rollout"] = Field(
+        description="How the gate is decided. Rollout (Done->Deployed): passes when the Agent named in "
+        "spec.deploy.agent serves spec.deploy.image/version (and config) as its stable revision.")
     job: JobGateSpec | None = Field(default=None, description="Job gate settings (type Job).")
     approval: ApprovalGateSpec | None = Field(default=None, description="Approval settings (type Approval).")
     requires: list[Literal["output", "deployRef"]] = Field(
@@ -145,6 +147,19 @@ class Approval(K8sModel):
 class DeployRef(K8sModel):
     version: str | None = Field(default=None, description="Version being deployed.", max_length=256)
     image: str | None = Field(default=None, description="Image reference (ideally by digest).", max_length=512)
+    agent: str | None = Field(
+        default=None, max_length=NAME_LEN, pattern=DNS_SUBDOMAIN,
+        description="Agent that serves what is deployed: Done->Deployed gets a Rollout gate that passes once the "
+        "Agent serves image/version (and config) as its stable revision and is Healthy; an undo or rollback of "
+        "that revision later moves the task to RolledBack. Setting it needs get on that Agent "
+        "(admission-checked). The operator never writes the Agent: the change reaches it by GitOps or the "
+        "deploy Job.",
+    )
+    config: dict[Name, Text] = Field(
+        default_factory=dict, max_length=64,
+        description="Rollout gate: config keys the Agent's revision must have with these values (its merged "
+        "config), to tell apart revisions of one image.",
+    )
     command: list[Text] = args_field(
         "Deploy command run by the deploy gate; setting it needs the create verb on jobs (admission-checked)."
     )
@@ -205,9 +220,26 @@ class AgentTaskSpec(K8sModel):
     )
 
 
+class RolloutGateStatus(K8sModel):
+    """What a Rollout gate saw of its Agent's rollout (models the gate result's `rollout`)."""
+
+    agent: str = Field(description="Agent named in spec.deploy.agent.", max_length=TEXT_LEN)
+    revision: str | None = Field(default=None, description="Agent revision serving the task's image.",
+                                 max_length=TEXT_LEN)
+    phase: str | None = Field(default=None, description="Agent phase.", max_length=TEXT_LEN)
+    step: str | None = Field(default=None, description="Rollout step in progress.", max_length=TEXT_LEN)
+    step_index: int | None = Field(default=None, description="Index of that step.")
+    step_count: int | None = Field(default=None, description="Steps of the strategy.")
+    weight: int | None = Field(default=None, description="Canary weight (percent).")
+    analysis: str | None = Field(default=None, description="Analysis phase and message.", max_length=TEXT_LEN)
+    reason: str | None = Field(default=None, description="The Agent's reason (e.g. AnalysisFailed).",
+                               max_length=TEXT_LEN)
+    summary: str = Field(default="", description="One line for kubectl get.", max_length=TEXT_LEN)
+
+
 class GateResult(K8sModel):
     name: str = Field(description="Gate name.", max_length=TEXT_LEN)
-    type: str = Field(description="Job or Approval.", max_length=TEXT_LEN)
+    type: str = Field(description="Job, Approval or Rollout.", max_length=TEXT_LEN)
     transition: str = Field(description="The move it guards.", max_length=TEXT_LEN)
     attempt: int = Field(default=1, description="Attempt number (Job gates).")
     state: Literal["Pending", "Running", "Passed", "Failed", "Waiting"] = Field(description="Outcome so far.")
@@ -216,6 +248,7 @@ class GateResult(K8sModel):
     generation: int | None = Field(default=None, description="Task generation the attempt ran for.")
     started_at: datetime | None = Field(default=None, description="When the attempt started.")
     finished_at: datetime | None = Field(default=None, description="When it ended.")
+    rollout: RolloutGateStatus | None = Field(default=None, description="Rollout gates: the Agent's rollout.")
 
 
 class HistoryEntry(K8sModel):
@@ -307,6 +340,8 @@ CRD = CRDInfo(
         PrinterColumn(
             "Blocked", ".status.conditions[?(@.type=='TransitionBlocked')].reason", priority=1
         ),
+        PrinterColumn("Rollout", ".status.gates[?(@.type=='Rollout')].rollout.summary",
+                      description="Rollout gate: the Agent's rollout of the task's image."),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
     root_validations=(cel_request_rule(), cel_initial_rule()),
