@@ -40,6 +40,9 @@ class Settings:
     analysis_allowed_hosts: list[str] = field(default_factory=list)
     prometheus_endpoints: list[str] = field(default_factory=list)
     analysis_allowed_networks: list[str] = field(default_factory=list)
+    # Alertmanager webhook receiver (handlers/alertreceiver.py): its own port (0: off) and bearer token file.
+    alert_receiver_port: int = 0
+    alert_receiver_token_file: str = ""
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
@@ -99,6 +102,16 @@ class Settings:
                  "127.0.0.1/32 for tests; the API server is never allowed (repeatable; env "
                  "AGENTOPS_ANALYSIS_ALLOW_NETWORKS=a,b)",
         )
+        p.add_argument(
+            "--alert-receiver-port", type=int, default=int(os.environ.get("AGENTOPS_ALERT_RECEIVER_PORT", "0")),
+            help="port of the Alertmanager webhook receiver (POST /alerts); 0: off (env AGENTOPS_ALERT_RECEIVER_PORT)",
+        )
+        p.add_argument(
+            "--alert-receiver-token-file", default=os.environ.get("AGENTOPS_ALERT_RECEIVER_TOKEN_FILE", ""),
+            metavar="PATH",
+            help="file holding the bearer token Alertmanager sends (read on every request); without it the "
+                 "receiver refuses everything (env AGENTOPS_ALERT_RECEIVER_TOKEN_FILE)",
+        )
         a = p.parse_args(argv)
         networks = a.analysis_allow_network or _env_list("AGENTOPS_ANALYSIS_ALLOW_NETWORKS")
         for net in networks:
@@ -126,6 +139,8 @@ class Settings:
             analysis_allowed_hosts=a.analysis_allow_host or _env_list("AGENTOPS_ANALYSIS_ALLOW_HOSTS"),
             prometheus_endpoints=a.prometheus_endpoint or _env_list("AGENTOPS_PROMETHEUS_ENDPOINTS"),
             analysis_allowed_networks=networks,
+            alert_receiver_port=a.alert_receiver_port,
+            alert_receiver_token_file=a.alert_receiver_token_file,
         )
 
 

@@ -19,7 +19,7 @@ from .. import GROUP, VERSION, kube
 from .. import settings as settings_mod
 from ..cache import listen, notify, store
 from ..runtime import RECONCILERS, runtime, watched
-from . import agent, handback, quota, stats, task  # noqa: F401  (registration side effects)
+from . import agent, alertreceiver, handback, quota, stats, task  # noqa: F401  (registration side effects)
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("agentops.audit")
@@ -78,11 +78,13 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     await asyncio.to_thread(prime_cache)
     stats.stats.start(store.namespaces("agents"))
     runtime.start(cfg.workers)
+    alertreceiver.start()
     log.info("agentops operator started; reconcilers: %s; %d workers", ", ".join(sorted(RECONCILERS)), cfg.workers)
 
 
 @kopf.on.cleanup()
 async def _cleanup(**_: Any) -> None:
+    alertreceiver.stop()
     runtime.stop()
     stats.stats.stop()
     await asyncio.to_thread(kube.flush_events)
