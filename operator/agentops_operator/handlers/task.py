@@ -21,7 +21,7 @@ from .. import kube, names, podsecurity, selectors, taskflow
 from .. import settings as settings_mod
 from ..cache import store
 from ..conditions import get_condition, set_condition
-from ..lifecycle import Phase, Verdict, judge_request, transition_key
+from ..lifecycle import Phase, Verdict, is_legal, judge_request, transition_key
 from ..models.task import AgentTaskSpec, ApprovalGateSpec, Gate, JobGateSpec, TransitionGates
 from ..runtime import register, register_work, runtime
 from ..timeutil import format_time, parse_time
@@ -112,7 +112,12 @@ def reconcile(obj: dict[str, Any]) -> float | None:
         runtime.enqueue(ASSIGN, meta["namespace"], "", delay=ASSIGN_DEBOUNCE_SECONDS)
         return None
 
+    system = st.get("systemRequest")
+    if system:
+        return _write(pend, _system_move(pend, spec, recorded, system))
     verdict = judge_request(recorded, requested)
+    if verdict is Verdict.ILLEGAL and _superseded(st, requested):
+        verdict = Verdict.IDLE
     requeue: float | None = None
     if verdict is Verdict.IDLE:
         _release_all(pend, keep=None)
@@ -127,6 +132,28 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     else:
         requeue = _move(pend, spec, recorded, requested)
     return _write(pend, requeue)
+
+
+def _superseded(st: dict[str, Any], requested: Phase) -> bool:
+    """The user's request was reached, then the operator itself moved the task on (a system move,
+    e.g. Deployed -> RolledBack after an alert): the old request is history, not an illegal move."""
+    history = st.get("history") or []
+    return bool(history) and bool(history[-1].get("key")) and history[-1].get("from") == requested.value
+
+
+def _system_move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, req: dict[str, Any]) -> float | None:
+    """Carry out status.systemRequest like a user's move; cleared once recorded (or refused)."""
+    target = Phase(req["phase"])
+    if not is_legal(recorded, target):
+        pend.status.pop("systemRequest", None)
+        pend.events.append(("Warning", "SystemMoveRefused",
+                            f"{req.get('by')}: cannot move from {recorded.value} to {target.value} "
+                            f"({req.get('reason') or 'no reason'})"))
+        return 0.5  # the user's own request, if any, is judged next
+    requeue = _move(pend, spec, recorded, target, system=req)
+    if pend.status.get("phase") != recorded.value:
+        pend.status.pop("systemRequest", None)
+    return requeue
 
 
 def _illegal_message(st: dict[str, Any], recorded: Phase, requested: Phase) -> str:
@@ -244,7 +271,8 @@ def _role_users(ns: str, roles: list[str]) -> set[str]:
 # ---- moves -----------------------------------------------------------------------------------
 
 
-def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase) -> float | None:
+def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase,
+          system: dict[str, Any] | None = None) -> float | None:
     st = pend.status
     key = transition_key(recorded, requested)
     _release_all(pend, keep=key)
@@ -293,8 +321,11 @@ def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase)
 
     if outcome == "passed":
         _commit_all(pend, key)
-        by = spec.by or names.OPERATOR_USER
-        _record(pend, spec, requested, by, results)
+        if system:
+            _record(pend, spec, requested, str(system.get("by") or names.OPERATOR_USER), results,
+                    reason=system.get("reason") or None, key=system.get("key"))
+        else:
+            _record(pend, spec, requested, spec.by or names.OPERATOR_USER, results)
         return None
     if outcome == "running":
         pend.condition("TransitionBlocked", False, "GatesRunning", message)
@@ -612,7 +643,8 @@ def charge_assignment(pend: Pending, spec: AgentTaskSpec) -> tuple[str, float | 
 
 def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[dict[str, Any]],
             notes: str | None = None, rejections: list[str] | None = None,
-            agents: list[dict[str, Any]] | None = None) -> None:
+            agents: list[dict[str, Any]] | None = None, reason: str | None = None,
+            key: str | None = None) -> None:
     st, obj, now = pend.status, pend.obj, pend.now
     frm = st.get("phase", Phase.BACKLOG.value)
     entry: dict[str, Any] = {
@@ -624,6 +656,10 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
         entry["output"] = _clip(spec.output)
     if spec.notes or notes:
         entry["notes"] = _clip(notes or spec.notes)
+    if reason:
+        entry["reason"] = _clip(reason)
+    if key:
+        entry["key"] = key
     if to == Phase.DEPLOYED and spec.deploy:
         ref = "@".join(x for x in (spec.deploy.version, spec.deploy.image) if x)
         st["deployRef"] = ref
@@ -638,7 +674,8 @@ def _record(pend: Pending, spec: AgentTaskSpec, to: Phase, by: str, gates: list[
     st["lastTransitionTime"] = format_time(now)
     pend.transitions.append((frm, to.value))
     gate_note = ", ".join(f"{g['name']} {g['state'].lower()}" for g in gates) or "no gates"
-    pend.events.append(("Normal", "Transitioned", f"{frm} -> {to.value} by {by} ({gate_note})"))
+    why = f": {_clip(reason, MAX_MESSAGE)}" if reason else ""
+    pend.events.append(("Normal", "Transitioned", f"{frm} -> {to.value} by {by} ({gate_note}){why}"))
     pend.condition("TransitionBlocked", False, "Transitioned", f"moved {frm} -> {to.value}")
     pend.condition("Progressing", False, "Idle", f"task is {to.value}")
     _handoff(pend, spec, to, notes=notes, rejections=rejections or [], agents=agents)

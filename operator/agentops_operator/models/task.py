@@ -228,6 +228,20 @@ class HistoryEntry(K8sModel):
     output: str | None = Field(default=None, description="Deliverable at the time.", max_length=LONG_TEXT)
     deploy_ref: str | None = Field(default=None, description="Deploy reference recorded.", max_length=TEXT_LEN)
     notes: str | None = Field(default=None, description="Notes at the time.", max_length=LONG_TEXT)
+    reason: str | None = Field(default=None, description="Why the operator moved the task itself (a system "
+                               "move: an alert, an Agent rollback).", max_length=LONG_TEXT)
+    key: str | None = Field(default=None, description="Idempotency key of a system move (e.g. an alert "
+                            "fingerprint); a key recorded here is never carried out again.", max_length=TEXT_LEN)
+
+
+class SystemRequest(K8sModel):
+    """A move the operator itself was asked to make (never a spec write): an alert, an Agent rollback."""
+
+    phase: Phase = Field(description="Phase to move to.", max_length=16)
+    by: str = Field(description="Who asked (the alert receiver, the operator).", max_length=TEXT_LEN)
+    reason: str = Field(default="", description="Why.", max_length=LONG_TEXT)
+    key: str = Field(description="Idempotency key: one move per key.", max_length=TEXT_LEN)
+    requested_at: datetime | None = Field(default=None, description="When it was asked for.")
 
 
 class Handoff(K8sModel):
@@ -272,6 +286,9 @@ class AgentTaskStatus(K8sModel):
         max_length=TEXT_LEN)
     transitions: int = Field(default=0, description="Transitions recorded over the task's life.")
     last_transition_time: datetime | None = Field(default=None, description="When the phase last changed.")
+    system_request: SystemRequest | None = Field(
+        default=None, description="A move the operator was asked to make itself, carried out like a user's "
+        "move and then cleared.")
 
 
 CRD = CRDInfo(
