@@ -8,6 +8,15 @@ import os
 from dataclasses import dataclass, field
 
 
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _env_list(name: str) -> list[str]:
     return [v.strip() for v in os.environ.get(name, "").split(",") if v.strip()]
 
@@ -40,6 +49,8 @@ class Settings:
     analysis_allowed_hosts: list[str] = field(default_factory=list)
     prometheus_endpoints: list[str] = field(default_factory=list)
     analysis_allowed_networks: list[str] = field(default_factory=list)
+    # Per-Agent label on the per-Agent gauges (metrics.py); False aggregates them per namespace.
+    metrics_agent_label: bool = True
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
@@ -57,6 +68,12 @@ class Settings:
         p.add_argument("--verbose", action="store_true", default=os.environ.get("AGENTOPS_VERBOSE") == "1")
         p.add_argument("--health-port", type=int, default=int(os.environ.get("AGENTOPS_HEALTH_PORT", "8080")))
         p.add_argument("--metrics-port", type=int, default=int(os.environ.get("AGENTOPS_METRICS_PORT", "9090")))
+        p.add_argument(
+            "--metrics-agent-label", type=_bool, nargs="?", const=True,
+            default=_bool(os.environ.get("AGENTOPS_METRICS_AGENT_LABEL", "true")),
+            help="keep the agent label on per-Agent gauges (namespace x agent series); false aggregates them "
+                 "per namespace (env AGENTOPS_METRICS_AGENT_LABEL)",
+        )
         p.add_argument(
             "--resync-seconds", type=float, default=float(os.environ.get("AGENTOPS_RESYNC_SECONDS", "30")),
             help="period of the full re-list that catches anything a watch missed",
@@ -112,6 +129,7 @@ class Settings:
             verbose=a.verbose,
             health_port=a.health_port,
             metrics_port=a.metrics_port,
+            metrics_agent_label=a.metrics_agent_label,
             resync_seconds=a.resync_seconds,
             operator_namespace=a.operator_namespace,
             history_limit=a.history_limit,
