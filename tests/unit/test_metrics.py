@@ -122,3 +122,15 @@ def test_job_and_phase_histograms() -> None:
     metrics.task_changed(None, new, False)
     assert _hist("agentops_task_phase_duration_seconds", {"namespace": "ph", "phase": "Assigned"}) == 1
     assert _hist("agentops_task_cycle_time_seconds", {"namespace": "ph"}) == 1
+
+
+def test_agent_label_flag() -> None:
+    import pytest
+
+    from agentops_operator.settings import Settings
+
+    assert Settings.from_args([]).metrics_agent_label is True
+    assert Settings.from_args(["--metrics-agent-label=false"]).metrics_agent_label is False
+    assert Settings.from_args(["--metrics-agent-label"]).metrics_agent_label is True
+    with pytest.raises(SystemExit):
+        Settings.from_args(["--metrics-agent-label=maybe"])
