@@ -8,6 +8,15 @@ import os
 from dataclasses import dataclass, field
 
 
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _env_list(name: str) -> list[str]:
     return [v.strip() for v in os.environ.get(name, "").split(",") if v.strip()]
 
@@ -43,6 +52,8 @@ class Settings:
     # Alertmanager webhook receiver (handlers/alertreceiver.py): its own port (0: off) and bearer token file.
     alert_receiver_port: int = 0
     alert_receiver_token_file: str = ""
+    # Per-Agent label on the per-Agent gauges (metrics.py); False aggregates them per namespace.
+    metrics_agent_label: bool = True
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
@@ -60,6 +71,12 @@ class Settings:
         p.add_argument("--verbose", action="store_true", default=os.environ.get("AGENTOPS_VERBOSE") == "1")
         p.add_argument("--health-port", type=int, default=int(os.environ.get("AGENTOPS_HEALTH_PORT", "8080")))
         p.add_argument("--metrics-port", type=int, default=int(os.environ.get("AGENTOPS_METRICS_PORT", "9090")))
+        p.add_argument(
+            "--metrics-agent-label", type=_bool, nargs="?", const=True,
+            default=_bool(os.environ.get("AGENTOPS_METRICS_AGENT_LABEL", "true")),
+            help="keep the agent label on per-Agent gauges (namespace x agent series); false aggregates them "
+                 "per namespace (env AGENTOPS_METRICS_AGENT_LABEL)",
+        )
         p.add_argument(
             "--resync-seconds", type=float, default=float(os.environ.get("AGENTOPS_RESYNC_SECONDS", "30")),
             help="period of the full re-list that catches anything a watch missed",
@@ -125,6 +142,7 @@ class Settings:
             verbose=a.verbose,
             health_port=a.health_port,
             metrics_port=a.metrics_port,
+            metrics_agent_label=a.metrics_agent_label,
             resync_seconds=a.resync_seconds,
             operator_namespace=a.operator_namespace,
             history_limit=a.history_limit,

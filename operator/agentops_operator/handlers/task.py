@@ -25,7 +25,7 @@ from ..lifecycle import Phase, Verdict, is_legal, judge_request, transition_key
 from ..models.task import AgentTaskSpec, ApprovalGateSpec, Gate, JobGateSpec, TransitionGates
 from ..runtime import register, register_work, runtime
 from ..timeutil import format_time, parse_time
-from . import handback
+from . import handback, monitor
 
 log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
@@ -110,7 +110,7 @@ def reconcile(obj: dict[str, Any]) -> float | None:
         # Assignment is decided for the whole namespace at once (priority order, capacity), and its
         # write initialises the task too: one write, not two.
         runtime.enqueue(ASSIGN, meta["namespace"], "", delay=ASSIGN_DEBOUNCE_SECONDS)
-        return None
+        return monitor.backlog(pend, _write)  # only its Stale condition is this reconcile's to write
 
     system = st.get("systemRequest")
     if system:
@@ -171,6 +171,7 @@ def _illegal_message(st: dict[str, Any], recorded: Phase, requested: Phase) -> s
 def _write(pend: Pending, requeue: float | None) -> float | None:
     """One status write (with the resourceVersion read: a concurrent change gives 409 and a retry),
     then its Events; nothing at all when the status is unchanged."""
+    requeue = monitor.task(pend, requeue)  # Stale condition and Event; look again when it becomes stale
     obj, st = pend.obj, pend.status
     meta = obj["metadata"]
     st["observedGeneration"] = pend.gen
