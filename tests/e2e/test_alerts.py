@@ -292,3 +292,40 @@ def test_alert_receiver_refuses_without_the_token_and_changes_nothing(team: str,
     assert code == 200 and reply["results"][0]["result"] == "requested", reply
     last = phase_is(ns, "prod", "RolledBack")["status"]["history"][-1]
     assert last["by"] == "alertmanager" and last["reason"] == "ManualRollback: by hand"
+
+
+# ---- the chart ---------------------------------------------------------------------------------
+
+
+def _helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["helm", "template", "r", str(ROOT / "helm" / "agentops"), "-n", "ops", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_alert_chart_renders_the_rules_and_the_receiver() -> None:
+    out = _helm("--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
+                "--set", "metrics.prometheusRule.enabled=true", "--set", "alertReceiver.enabled=true",
+                "--set", "alertReceiver.tokenSecret.name=am-token",
+                "--set", "networkPolicy.enabled=true",
+                "--set", "networkPolicy.alertReceiverFrom[0].namespaceSelector.matchLabels.team=monitoring")
+    assert out.returncode == 0, out.stderr
+    docs = {d["kind"]: d for d in yaml.safe_load_all(out.stdout) if d}
+    # The PrometheusRule is the plain rule file, verbatim ({{ $labels }} left to Prometheus).
+    assert docs["PrometheusRule"]["spec"] == yaml.safe_load(RULES.read_text())
+    c = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--alert-receiver-token-file=/etc/agentops/alert-receiver/token" in c["args"]
+    assert {"name": "alerts", "containerPort": 9095} in c["ports"]
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    vol = next(v for v in pod["volumes"] if v["name"] == "alert-receiver-token")
+    assert vol["secret"]["secretName"] == "am-token" and vol["secret"]["items"] == [{"key": "token", "path": "token"}]
+    port = {"name": "alerts", "port": 9095, "targetPort": "alerts", "protocol": "TCP"}
+    assert port in docs["Service"]["spec"]["ports"]
+    rules = docs["NetworkPolicy"]["spec"]["ingress"]
+    alerts_rule = next(r for r in rules if r["ports"] == [{"port": "alerts", "protocol": "TCP"}])
+    assert alerts_rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    assert all({"port": "alerts", "protocol": "TCP"} not in r["ports"] for r in rules if r is not alerts_rule)
+    # Off by default; on without a token Secret it refuses to render.
+    default = _helm()
+    assert "PrometheusRule" not in default.stdout and "alert-receiver" not in default.stdout
+    bad = _helm("--set", "alertReceiver.enabled=true")
+    assert bad.returncode != 0 and "alertReceiver.tokenSecret.name" in bad.stderr
