@@ -222,7 +222,14 @@ data:
     assert (last["from"], last["to"], last["by"]) == ("Deployed", "RolledBack", "alertmanager")
     assert last["reason"].startswith("AgentOpsDeployedTaskStale: AgentTask " + f"{ns}/feature has been Deployed")
     assert re.fullmatch(r"alertmanager/[0-9a-f]{16}/\d+", last["key"])
-    print(f"deployed -> rolled back by the alert in {took:.1f}s (stale after 3s)")
+    from agentops_operator.timeutil import parse_time
+
+    prev = t["status"]["history"][-2]
+    assert prev["to"] == "Deployed"
+    recorded = (parse_time(last["at"]) - parse_time(prev["at"])).total_seconds()
+    print(f"Deployed -> RolledBack by the alert: {recorded:.1f}s between the history entries (stale after 3s); "
+          f"{took:.1f}s for the whole test flow")
+    assert 3 <= recorded < 40
     msgs = wait_for(lambda: [e["message"] for e in events(ns, "feature")
                              if e["reason"] == "Transitioned" and "RolledBack" in e["message"]],
                     timeout=15, what="the Transitioned Event")
