@@ -198,3 +198,19 @@ def test_system_commands_survive_the_status_round_trip() -> None:
     assert again.system_commands == sim.state.system_commands
     assert RolloutState.model_validate({"systemCommands": None}).system_commands == {}
     assert (T0 + timedelta(0)) == sim.state.system_commands["alertmanager/ab/1"].requested_at
+
+
+def test_eviction_makes_room_from_the_oldest_handled_never_a_pending_one() -> None:
+    from agentops_operator.rollout import MAX_SYSTEM_COMMANDS, evict_system_commands
+
+    def cmd(i: int, handled: bool) -> SystemCommand:
+        at = T0 + timedelta(seconds=i)
+        return SystemCommand(verb=Verb.ABORT, by="alertmanager", requested_at=at, handled_at=at if handled else None)
+
+    few = {f"k{i}": cmd(i, True) for i in range(MAX_SYSTEM_COMMANDS - 1)}
+    assert evict_system_commands(few) == []
+    full = {f"k{i}": cmd(i, i not in (0, 2)) for i in range(MAX_SYSTEM_COMMANDS)}
+    assert evict_system_commands(full) == ["k1"]  # k0 is older but still pending
+    assert evict_system_commands(full, adding=2) == ["k1", "k3"]
+    all_pending = {f"k{i}": cmd(i, False) for i in range(MAX_SYSTEM_COMMANDS)}
+    assert evict_system_commands(all_pending) == []

@@ -22,11 +22,9 @@ A response of 503 (an API error) makes Alertmanager retry; refusals are final (2
 from __future__ import annotations
 
 import http.server
-import importlib
 import json
 import logging
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +36,7 @@ from .. import settings as settings_mod
 from ..cache import store
 from ..runtime import runtime, watched
 from ..timeutil import format_time
+from .systemmove import request_system_move
 
 log = logging.getLogger(__name__)
 BY = "alertmanager"
@@ -68,21 +67,9 @@ def read_token(path: str) -> bytes:
 # ---- carrying decisions out --------------------------------------------------------------------
 
 
-def _system_move() -> Callable[..., str] | None:
-    try:
-        mod = importlib.import_module(f"{__package__}.systemmove")
-    except ImportError:
-        return None
-    fn: Callable[..., str] = mod.request_system_move
-    return fn
-
-
 def rollback(d: alerts.Decision) -> str:
-    move = _system_move()
-    if move is None:
-        return "refused: this operator cannot move tasks itself (no systemmove)"
     try:
-        result = move(d.namespace, d.target, "RolledBack", by=BY, reason=d.reason, key=d.key)
+        result = request_system_move(d.namespace, d.target, "RolledBack", by=BY, reason=d.reason, key=d.key)
     except kube.ApiException as exc:
         if exc.status is not None and exc.status >= 500:
             raise TransientError(f"API error {exc.status}") from None
@@ -102,7 +89,7 @@ def abort(d: alerts.Decision, attempts: int = 3) -> str:
             return "duplicate"
         entry = ro.SystemCommand(verb=ro.Verb.ABORT, by=BY, reason=d.reason[:1024], requested_at=datetime.now(UTC))
         patch: dict[str, Any] = {d.key: entry.model_dump(by_alias=True, mode="json", exclude_none=True)}
-        for old in _evict(state.system_commands):
+        for old in ro.evict_system_commands(state.system_commands):
             patch[old] = None
         try:
             kube.patch_status("agents", d.namespace, d.target, {"systemCommands": patch},
@@ -120,15 +107,6 @@ def abort(d: alerts.Decision, attempts: int = 3) -> str:
         kube.emit_event(obj, "Normal", "AbortRequested", f"rollout abort requested by {BY}: {d.reason}"[:1024])
         return "requested"
     raise TransientError(f"agent {d.namespace}/{d.target} kept changing")
-
-
-def _evict(commands: dict[str, ro.SystemCommand]) -> list[str]:
-    """Room for one more: the oldest handled entries go first (a pending one is never dropped)."""
-    excess = len(commands) + 1 - ro.MAX_SYSTEM_COMMANDS
-    if excess <= 0:
-        return []
-    handled = sorted((c.requested_at, cid) for cid, c in commands.items() if c.handled_at is not None)
-    return [cid for _, cid in handled[:excess]]
 
 
 def act(d: alerts.Decision) -> str:

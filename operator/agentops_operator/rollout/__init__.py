@@ -53,6 +53,7 @@ from .state import (
     RolloutBookkeeping,
     RolloutState,
     SystemCommand,
+    evict_system_commands,
     merge_acks,
     record_measurement,
 )
@@ -88,7 +89,8 @@ __all__ = [
     "RolloutPhase", "RolloutState", "SetWeightStep", "Step", "StepResult", "StrategySpec", "StrategyType",
     "SystemCommand", "Verb",
     "aggregate_analysis", "annotated", "canary_replicas", "canonical_json", "command_annotation",
-    "config_provenance", "describe_step", "effective_weight", "encode_command", "merge_acks", "merge_config",
+    "config_provenance", "describe_step", "effective_weight", "encode_command", "evict_system_commands",
+    "merge_acks", "merge_config",
     "metric_verdict", "next_revision_number", "parse_command", "pending_commands", "plan",
     "queue_depth_replicas", "record_measurement", "record_revision", "resolve_undo_target", "revision_hash",
     "revisions_to_prune", "split_replicas", "step",

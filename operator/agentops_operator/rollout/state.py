@@ -239,3 +239,12 @@ def mark_handled(system: Mapping[str, SystemCommand], acks: Sequence[CommandAck]
             c = c.model_copy(update={"handled_at": now, "applied": a.applied, "message": a.message})
         out[cid] = c
     return out
+
+
+def evict_system_commands(commands: Mapping[str, SystemCommand], adding: int = 1) -> list[str]:
+    """Ids to drop so ``adding`` more fit in MAX_SYSTEM_COMMANDS: the oldest handled ones (never a pending one)."""
+    excess = len(commands) + adding - MAX_SYSTEM_COMMANDS
+    if excess <= 0:
+        return []
+    handled = sorted((c.requested_at, cid) for cid, c in commands.items() if c.handled_at is not None)
+    return [cid for _, cid in handled[:excess]]
