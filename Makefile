@@ -77,10 +77,12 @@ unit: setup deps ## unit tests (no cluster)
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
 .PHONY: e2e-deps
-e2e-deps: ## system packages the e2e tests use (Debian's prometheus, for the Agent analysis provider)
-	@command -v prometheus >/dev/null || { \
+e2e-deps: ## system packages the e2e tests use (Debian's prometheus with promtool, prometheus-alertmanager)
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null \
+	  && { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } || { \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus; }
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends \
+	    prometheus prometheus-alertmanager; }
 
 .PHONY: browser-deps
 browser-deps: ## Debian's chromium, for the headless check of `dashboard --format html`

@@ -4,6 +4,8 @@
 --   TransitionBlocked=True, any other reason              -> Degraded (gate failed, illegal move, quota...)
 --   resting in Done, Deployed, Cancelled or RolledBack    -> Healthy (the work has concluded)
 --   anything else (Backlog, a move or gates in progress)  -> Progressing
+--   Stale=True (in a phase longer than the namespace's staleAfter) keeps the health above (slow work
+--   is not broken work) and says so in the message
 local hs = {status = "Progressing", message = "Waiting for the operator to report on the AgentTask"}
 local st = obj.status
 if st == nil or st.phase == nil then
@@ -54,9 +56,14 @@ if obj.spec ~= nil and obj.spec.requestedPhase ~= nil then
 end
 local concluded = {Done = true, Deployed = true, Cancelled = true, RolledBack = true}
 local pending = requested ~= st.phase and requested ~= "Backlog"
+local stale = condition("Stale")
+local stale_note = ""
+if stale ~= nil and stale.status == "True" then
+  stale_note = " (Stale: " .. (stale.message or "") .. ")"
+end
 if concluded[st.phase] and not pending then
   hs.status = "Healthy"
-  hs.message = "Task is " .. st.phase
+  hs.message = "Task is " .. st.phase .. stale_note
   return hs
 end
 hs.status = "Progressing"
@@ -69,4 +76,5 @@ local progressing = condition("Progressing")
 if progressing ~= nil and progressing.status == "True" then
   hs.message = hs.message .. " (" .. describe(progressing) .. ")"
 end
+hs.message = hs.message .. stale_note
 return hs

@@ -8,6 +8,15 @@ import os
 from dataclasses import dataclass, field
 
 
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _env_list(name: str) -> list[str]:
     return [v.strip() for v in os.environ.get(name, "").split(",") if v.strip()]
 
@@ -40,6 +49,11 @@ class Settings:
     analysis_allowed_hosts: list[str] = field(default_factory=list)
     prometheus_endpoints: list[str] = field(default_factory=list)
     analysis_allowed_networks: list[str] = field(default_factory=list)
+    # Alertmanager webhook receiver (handlers/alertreceiver.py): its own port (0: off) and bearer token file.
+    alert_receiver_port: int = 0
+    alert_receiver_token_file: str = ""
+    # Per-Agent label on the per-Agent gauges (metrics.py); False aggregates them per namespace.
+    metrics_agent_label: bool = True
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
@@ -57,6 +71,12 @@ class Settings:
         p.add_argument("--verbose", action="store_true", default=os.environ.get("AGENTOPS_VERBOSE") == "1")
         p.add_argument("--health-port", type=int, default=int(os.environ.get("AGENTOPS_HEALTH_PORT", "8080")))
         p.add_argument("--metrics-port", type=int, default=int(os.environ.get("AGENTOPS_METRICS_PORT", "9090")))
+        p.add_argument(
+            "--metrics-agent-label", type=_bool, nargs="?", const=True,
+            default=_bool(os.environ.get("AGENTOPS_METRICS_AGENT_LABEL", "true")),
+            help="keep the agent label on per-Agent gauges (namespace x agent series); false aggregates them "
+                 "per namespace (env AGENTOPS_METRICS_AGENT_LABEL)",
+        )
         p.add_argument(
             "--resync-seconds", type=float, default=float(os.environ.get("AGENTOPS_RESYNC_SECONDS", "30")),
             help="period of the full re-list that catches anything a watch missed",
@@ -99,6 +119,16 @@ class Settings:
                  "127.0.0.1/32 for tests; the API server is never allowed (repeatable; env "
                  "AGENTOPS_ANALYSIS_ALLOW_NETWORKS=a,b)",
         )
+        p.add_argument(
+            "--alert-receiver-port", type=int, default=int(os.environ.get("AGENTOPS_ALERT_RECEIVER_PORT", "0")),
+            help="port of the Alertmanager webhook receiver (POST /alerts); 0: off (env AGENTOPS_ALERT_RECEIVER_PORT)",
+        )
+        p.add_argument(
+            "--alert-receiver-token-file", default=os.environ.get("AGENTOPS_ALERT_RECEIVER_TOKEN_FILE", ""),
+            metavar="PATH",
+            help="file holding the bearer token Alertmanager sends (read on every request); without it the "
+                 "receiver refuses everything (env AGENTOPS_ALERT_RECEIVER_TOKEN_FILE)",
+        )
         a = p.parse_args(argv)
         networks = a.analysis_allow_network or _env_list("AGENTOPS_ANALYSIS_ALLOW_NETWORKS")
         for net in networks:
@@ -112,6 +142,7 @@ class Settings:
             verbose=a.verbose,
             health_port=a.health_port,
             metrics_port=a.metrics_port,
+            metrics_agent_label=a.metrics_agent_label,
             resync_seconds=a.resync_seconds,
             operator_namespace=a.operator_namespace,
             history_limit=a.history_limit,
@@ -126,6 +157,8 @@ class Settings:
             analysis_allowed_hosts=a.analysis_allow_host or _env_list("AGENTOPS_ANALYSIS_ALLOW_HOSTS"),
             prometheus_endpoints=a.prometheus_endpoint or _env_list("AGENTOPS_PROMETHEUS_ENDPOINTS"),
             analysis_allowed_networks=networks,
+            alert_receiver_port=a.alert_receiver_port,
+            alert_receiver_token_file=a.alert_receiver_token_file,
         )
 
 

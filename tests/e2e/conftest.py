@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .kubeutil import ROOT, OperatorProcess, kubectl
+from .kubeutil import ROOT, OperatorProcess, free_port, kubectl
 
 pytestmark = pytest.mark.e2e
 # Namespaces of this session share a prefix, and the session's operator watches only those, so
@@ -58,9 +58,13 @@ def operator() -> Iterator[OperatorProcess]:
     # The analysis tests' HTTP server and Prometheus listen on this host's loopback, which the
     # operator refuses by default (SSRF): allow exactly that, explicitly. The API server (also on
     # loopback here) stays refused.
+    # The Alertmanager webhook receiver (tests/e2e/test_alerts.py): its own port and bearer token file.
+    alert_token = log_dir / f"alert-token-{SESSION}"
+    alert_token.write_text(uuid.uuid4().hex)
     op = OperatorProcess(log_path, extra_args=(
         "--namespace", f"{NS_PREFIX}*", "--operator-namespace", OPERATOR_NS,
-        *ANALYSIS_ALLOW_LOOPBACK))
+        *ANALYSIS_ALLOW_LOOPBACK, "--alert-receiver-port", str(free_port()),
+        "--alert-receiver-token-file", str(alert_token)))
     op.start()
     yield op
     op.stop()

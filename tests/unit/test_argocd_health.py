@@ -101,6 +101,21 @@ def test_task_move_in_flight_is_progressing_and_a_done_task_is_healthy() -> None
     assert health("AgentTask", o) == ("Degraded", "InvalidSpec: spec.priority: too big")
 
 
+def test_stale_task_says_so_without_changing_health() -> None:
+    stale = {"type": "Stale", "status": "True", "reason": "PhaseTooLong",
+             "message": "in Assigned since 2026-01-01T00:00:00Z, longer than the namespace's staleAfter.Assigned of 1h"}
+    o = copy.deepcopy(sample("AgentTask", "assigned"))
+    o["status"]["conditions"] = [*o["status"]["conditions"], stale]
+    status, message = health("AgentTask", o)
+    assert status == "Progressing" and message.startswith("Task is Assigned") and "(Stale: in Assigned since" in message
+    o["status"]["conditions"][-1] = {**stale, "status": "False", "reason": "MovedOn"}
+    assert "Stale" not in health("AgentTask", o)[1]
+    o = copy.deepcopy(sample("AgentTask", "cancelled"))
+    o["status"]["phase"] = o["spec"]["requestedPhase"] = "Done"
+    o["status"]["conditions"] = [*o["status"]["conditions"], {**stale, "message": "in Done since x"}]
+    assert health("AgentTask", o) == ("Healthy", "Task is Done (Stale: in Done since x)")
+
+
 def test_scripts_use_only_what_argocd_offers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The sandbox is real: a script reaching for os (absent in Argo CD) fails here too.
     obj = sample("Agent", "healthy")

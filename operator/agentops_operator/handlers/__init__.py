@@ -15,11 +15,11 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from .. import GROUP, VERSION, kube
+from .. import GROUP, VERSION, kube, metrics
 from .. import settings as settings_mod
 from ..cache import listen, notify, store
 from ..runtime import RECONCILERS, runtime, watched
-from . import agent, deploy, handback, quota, stats, task  # noqa: F401  (registration side effects)
+from . import agent, alertreceiver, deploy, handback, monitor, quota, stats, task  # noqa: F401  (registration side effects)
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("agentops.audit")
@@ -79,11 +79,13 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     deploy.after_prime()
     stats.stats.start(store.namespaces("agents"))
     runtime.start(cfg.workers)
+    alertreceiver.start()
     log.info("agentops operator started; reconcilers: %s; %d workers", ", ".join(sorted(RECONCILERS)), cfg.workers)
 
 
 @kopf.on.cleanup()
 async def _cleanup(**_: Any) -> None:
+    alertreceiver.stop()
     runtime.stop()
     stats.stats.stop()
     await asyncio.to_thread(kube.flush_events)
@@ -278,6 +280,7 @@ def _config_map_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, 
             runtime.enqueue("agents", agent_obj["metadata"]["namespace"], agent_obj["metadata"]["name"])
     if labels.get(task.POLICY_LABEL) == "true":
         runtime.enqueue(task.WAKE_PENDING_MOVES, ns, "")
+        runtime.enqueue(monitor.WAKE_TASKS, ns, "")  # stale thresholds may have changed
 
 
 def _config_maps(label: str, value: Any) -> None:
@@ -290,3 +293,4 @@ for _label, _value in (("app.kubernetes.io/managed-by", "agentops-operator"), (C
                        (task.POLICY_LABEL, kopf.PRESENT)):
     _config_maps(_label, _value)
 listen("configmaps", _config_map_changed)
+metrics.install()  # state gauges read the cache at scrape time; histograms listen to changes

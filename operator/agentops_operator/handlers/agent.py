@@ -129,7 +129,7 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     strategy = wl.strategy_spec(spec.strategy)
     total, queue = _total_replicas(obj, spec)
     state = ro.RolloutState.model_validate(status)
-    commands = ro.pending_commands(meta.get("annotations"), state.acknowledged_commands)
+    commands = ro.pending_commands(meta.get("annotations"), state.acknowledged_commands, state.system_commands)
     inputs = ro.PlanInputs(
         now=now, strategy=strategy, desired_revision=desired, replicas=total,
         state=state, deployments=wl.observations(ctx.deployments, meta["name"], strategy.type),
@@ -388,7 +388,7 @@ def _write_status(obj: dict[str, Any], plan: ro.Plan, ctx: _Observed, layers: li
         "canaryWeight": plan.canary_weight,
         "activeRevision": plan.active_revision,
         "previewRevision": plan.preview_revision,
-        **s.status(),  # stableRevision, rollout, analysis, lastAnalysis, acknowledgedCommands
+        **s.status(),  # stableRevision, rollout, analysis, lastAnalysis, acknowledgedCommands, systemCommands
         "configSources": ro.config_provenance(layers),
         "queue": queue,
         "conditions": conditions,

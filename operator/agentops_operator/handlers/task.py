@@ -25,7 +25,7 @@ from ..models import task as task_models
 from ..models.task import AgentTaskSpec, Gate, TransitionGates
 from ..runtime import register, register_work, runtime
 from ..timeutil import parse_time
-from . import deploy, handback
+from . import deploy, handback, monitor
 
 log = logging.getLogger(__name__)
 PLURAL = "agenttasks"
@@ -72,8 +72,10 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     plan = replace(plan, events=(*pre.events, *plan.events))
     if plan.assign:
         runtime.enqueue(ASSIGN, meta["namespace"], "", delay=ASSIGN_DEBOUNCE_SECONDS)
-        return None
-    return _write_plan(obj, plan)
+        return monitor.backlog(Pending(obj, plan.status, now, events=list(plan.events)), _write)
+    stale = Pending(obj, plan.status, now, events=list(plan.events))
+    requeue = monitor.task(stale, plan.requeue)  # Stale condition and Event; look again when it becomes stale
+    return _write_plan(obj, replace(plan, status=stale.status, events=tuple(stale.events), requeue=requeue))
 
 
 MAX_PLANS = 4  # plan -> apply -> observe rounds; each observation only removes work from the next plan
@@ -206,6 +208,7 @@ def _write_plan(obj: dict[str, Any], plan: taskplan.MovePlan) -> float | None:
 
 def _write(pend: Pending, requeue: float | None) -> float | None:
     """Write a draft built outside the planner (assignment)."""
+    requeue = monitor.task(pend, requeue)  # Stale condition and Event; look again when it becomes stale
     pend.status["observedGeneration"] = pend.gen
     return _write_plan(pend.obj, taskplan.MovePlan(
         status=pend.status, events=tuple(pend.events), transitions=tuple(pend.transitions), actions=(),

@@ -45,12 +45,15 @@ from .revisions import (
 )
 from .state import (
     MAX_MEASUREMENTS_KEPT,
+    MAX_SYSTEM_COMMANDS,
     AnalysisRunState,
     CommandAck,
     Measurement,
     MetricState,
     RolloutBookkeeping,
     RolloutState,
+    SystemCommand,
+    evict_system_commands,
     merge_acks,
     record_measurement,
 )
@@ -78,14 +81,16 @@ from .types import (
 from .verdicts import AnalysisVerdict, MetricVerdict, aggregate_analysis, annotated, metric_verdict
 
 __all__ = [
-    "FAILURE_REASONS", "MAX_MEASUREMENTS_KEPT", "REVISION_HASH_LENGTH",
+    "FAILURE_REASONS", "MAX_MEASUREMENTS_KEPT", "MAX_SYSTEM_COMMANDS", "REVISION_HASH_LENGTH",
     "AnalysisPhase", "AnalysisRunState", "AnalysisSpec", "AnalysisStep", "AnalysisVerdict", "BlueGreenSpec",
     "CanarySpec", "Command", "CommandAck", "ConditionSpec", "DeploymentObservation", "DeploymentTarget",
     "EventSpec", "Measurement", "MeasurementPhase", "MetricSpec", "MetricState", "MetricVerdict", "PauseStep",
     "Plan", "PlanInputs", "Reason", "RevisionRecord", "Role", "RollingSpec", "RolloutBookkeeping",
-    "RolloutPhase", "RolloutState", "SetWeightStep", "Step", "StepResult", "StrategySpec", "StrategyType", "Verb",
+    "RolloutPhase", "RolloutState", "SetWeightStep", "Step", "StepResult", "StrategySpec", "StrategyType",
+    "SystemCommand", "Verb",
     "aggregate_analysis", "annotated", "canary_replicas", "canonical_json", "command_annotation",
-    "config_provenance", "describe_step", "effective_weight", "encode_command", "merge_acks", "merge_config",
+    "config_provenance", "describe_step", "effective_weight", "encode_command", "evict_system_commands",
+    "merge_acks", "merge_config",
     "metric_verdict", "next_revision_number", "parse_command", "pending_commands", "plan",
     "queue_depth_replicas", "record_measurement", "record_revision", "resolve_undo_target", "revision_hash",
     "revisions_to_prune", "split_replicas", "step",

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .io import Command
-from .state import CommandAck
+from .state import CommandAck, SystemCommand
 from .types import Verb
 
 COMMAND_PREFIX = "agentops.dev/"
@@ -46,11 +46,18 @@ def parse_command(verb: Verb, raw: str) -> Command:
     return Command(verb, raw)
 
 
-def pending_commands(annotations: Mapping[str, str] | None, acks: Sequence[CommandAck]) -> list[Command]:
-    """Commands whose id the status has not acknowledged yet, in the order the planner handles verbs."""
+def pending_commands(annotations: Mapping[str, str] | None, acks: Sequence[CommandAck],
+                     system: Mapping[str, SystemCommand] | None = None) -> list[Command]:
+    """Commands whose id the status has not acknowledged yet, in the order the planner handles verbs;
+    per verb, pending system commands (not yet ``handledAt``, oldest first) before the annotation's."""
     done = {a.verb: a.id for a in acks}
     out = []
     for verb in (Verb.ABORT, Verb.RETRY, Verb.UNDO, Verb.PROMOTE):
+        waiting = sorted(((c.requested_at, cid) for cid, c in (system or {}).items()
+                          if c.verb is verb and c.handled_at is None))
+        for _, cid in waiting:
+            sc = (system or {})[cid]
+            out.append(Command(verb, cid, by=sc.by, reason=sc.reason, system=True))
         raw = (annotations or {}).get(command_annotation(verb))
         if not raw or not raw.strip():
             continue

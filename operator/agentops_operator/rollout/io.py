@@ -38,12 +38,16 @@ class DeploymentObservation:
 
 @dataclass(frozen=True)
 class Command:
-    """A verb the CLI set declaratively (annotation) that status has not acknowledged yet."""
+    """A verb the CLI set declaratively (annotation) or the operator was asked for (``status.systemCommands``)
+    that has not been handled yet."""
 
     verb: Verb
     nonce: str
     full: bool = False  # promote --full
     to_revision: int | None = None  # undo --to-revision
+    by: str = "user"  # who asked: "user" (annotation) or a system command's requester
+    reason: str = ""  # a system command's reason
+    system: bool = False  # from status.systemCommands (marked handled, not acknowledged per verb)
 
 
 @dataclass(frozen=True)

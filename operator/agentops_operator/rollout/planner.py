@@ -24,7 +24,7 @@ from .direct import plan_idle, plan_undo
 from .io import Plan, PlanInputs
 from .revisions import resolve_undo_target
 from .rolling import plan_rolling
-from .state import merge_acks
+from .state import mark_handled, merge_acks
 from .types import Reason, StrategyType, Verb
 
 
@@ -53,7 +53,10 @@ def plan(inp: PlanInputs) -> Plan:
     # Commands nobody could use are still acknowledged, so the CLI does not wait forever.
     for cmd in list(b.pending):
         b.ack(cmd, False, f"{cmd.verb.value}: nothing to {cmd.verb.value} in phase {result.phase.value}")
-    state = result.state.evolve(acknowledged_commands=merge_acks(result.state.acknowledged_commands, b.acks))
+    system = result.state.system_commands
+    user_acks = [a for a in b.acks if a.id not in system]
+    state = result.state.evolve(acknowledged_commands=merge_acks(result.state.acknowledged_commands, user_acks),
+                                system_commands=mark_handled(system, b.acks, inp.now))
     return replace(result, state=state, acks=tuple(b.acks))
 
 
@@ -72,7 +75,8 @@ def _handle_abort_retry_undo(b: RolloutContext) -> None:
     abort = b.take(Verb.ABORT)
     if abort:
         if in_flight and s.stable_revision and s.rollout.current_revision:
-            reject(b, s.rollout.current_revision, Reason.ABORTED_BY_USER, "aborted by user")
+            why = f"aborted by {abort.by}" + (f": {abort.reason}" if abort.reason else "")
+            reject(b, s.rollout.current_revision, Reason.ABORTED_BY_USER, why)
             b.ack(abort, True, f"aborted rollout of {s.rollout.current_revision}")
         else:
             b.ack(abort, False, "abort: no rollout in progress")

@@ -1,14 +1,15 @@
 """What the planner remembers between reconciles, as the Agent status keeps it.
 
 These frozen pydantic models are at once the planner's runtime types and the schema of the Agent
-status fields ``stableRevision``, ``rollout``, ``analysis``, ``lastAnalysis`` and
-``acknowledgedCommands`` (``models.agent.AgentStatus`` extends ``RolloutState``). The handler reads
-them with ``RolloutState.model_validate(status)`` and writes ``state.status()``: no mapping code.
+status fields ``stableRevision``, ``rollout``, ``analysis``, ``lastAnalysis``,
+``acknowledgedCommands`` and ``systemCommands`` (``models.agent.AgentStatus`` extends ``RolloutState``).
+The handler reads them with ``RolloutState.model_validate(status)`` and writes ``state.status()``: no mapping code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
@@ -113,6 +114,26 @@ class CommandAck(K8sModel):
     at: Time | None = Field(default=None, description="When it was handled.")
 
 
+MAX_SYSTEM_COMMANDS = 16
+
+
+class SystemCommand(K8sModel):
+    """A verb the operator itself was asked to carry out (e.g. an alert's abort)."""
+
+    # Kept in status because the operator never writes the Agent's spec or metadata; keyed by its id in
+    # status.systemCommands (a map, so a writer that did not see a newer entry cannot drop it in a merge patch).
+
+    model_config = _FROZEN
+
+    verb: Verb = Field(description="Verb (abort).")
+    by: str = Field(description="Who asked (e.g. alertmanager).", max_length=253)
+    reason: str = Field(default="", description="Why (e.g. the alert).", max_length=1024)
+    requested_at: Time = Field(description="When it was asked for.")
+    handled_at: Time | None = Field(default=None, description="When the planner carried it out; null: pending.")
+    applied: bool | None = Field(default=None, description="Whether it changed anything.")
+    message: str = Field(default="", description="What happened.", max_length=1024)
+
+
 class RolloutBookkeeping(K8sModel):
     """status.rollout: where the rollout in flight stands."""
 
@@ -155,6 +176,18 @@ class RolloutState(K8sModel):
         max_length=4,
     )
 
+    system_commands: dict[str, SystemCommand] = Field(
+        default_factory=dict,
+        description="Verbs the operator was asked to carry out itself (alerts), by id; the newest "
+                    f"{MAX_SYSTEM_COMMANDS} are kept so a repeated request is recognised.",
+        max_length=MAX_SYSTEM_COMMANDS,
+    )
+
+    @field_validator("system_commands", mode="before")
+    @classmethod
+    def _absent_system(cls, value: Any) -> Any:
+        return {} if value is None else value
+
     @field_validator("rollout", mode="before")
     @classmethod
     def _absent_rollout(cls, value: Any) -> Any:
@@ -192,3 +225,26 @@ def merge_acks(old: Sequence[CommandAck], new: Sequence[CommandAck]) -> tuple[Co
     """The last ack per verb, in verb order (status.acknowledgedCommands is a map keyed by verb)."""
     by_verb = {a.verb: a for a in (*old, *new)}
     return tuple(by_verb[v] for v in Verb if v in by_verb)
+
+
+def mark_handled(system: Mapping[str, SystemCommand], acks: Sequence[CommandAck],
+                 now: datetime) -> dict[str, SystemCommand]:
+    """System commands acknowledged now get ``handledAt`` and the outcome (they are not pending any more).
+    Their acks stay out of ``acknowledgedCommands``, which tracks the annotations' ids per verb."""
+    done = {a.id: a for a in acks}
+    out = {}
+    for cid, c in system.items():
+        a = done.get(cid)
+        if a is not None and c.handled_at is None:
+            c = c.model_copy(update={"handled_at": now, "applied": a.applied, "message": a.message})
+        out[cid] = c
+    return out
+
+
+def evict_system_commands(commands: Mapping[str, SystemCommand], adding: int = 1) -> list[str]:
+    """Ids to drop so ``adding`` more fit in MAX_SYSTEM_COMMANDS: the oldest handled ones (never a pending one)."""
+    excess = len(commands) + adding - MAX_SYSTEM_COMMANDS
+    if excess <= 0:
+        return []
+    handled = sorted((c.requested_at, cid) for cid, c in commands.items() if c.handled_at is not None)
+    return [cid for _, cid in handled[:excess]]
