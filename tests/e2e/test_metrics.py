@@ -4,6 +4,7 @@ condition, one Warning Event and a gauge), histograms, and every metric the dash
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -129,3 +130,51 @@ def test_dashboard_metrics_exist(operator) -> None:
     assert promnames.missing(names, have) == []
     # and a name that does not exist would be caught
     assert promnames.missing({"agentops_no_such_metric"}, have) == ["agentops_no_such_metric"]
+
+
+NO_GATES_UNTIL_DONE = """  gates:
+  - {transition: InProgress->Review, gates: []}
+  - {transition: Review->Done, gates: []}
+  - transition: Done->Deployed
+    gates:
+    - name: deploy
+      type: Job
+      job: {podAnnotations: {"agentops.dev/kwok-fail": "true"}}
+"""
+
+
+def test_problem_gauges_for_a_failed_deploy_and_an_expired_heartbeat(team: str, operator) -> None:
+    ns = team
+    # an external Agent whose heartbeat Lease was last renewed a minute ago (timeout 5 s): expired, Degraded
+    renewed = (datetime.now(UTC) - timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    apply(f"""
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {{name: ext-1, namespace: {ns}, labels: {{agentops.dev/agent: ext-1}}}}
+spec: {{holderIdentity: ext-1, renewTime: "{renewed}", leaseDurationSeconds: 5}}
+---
+apiVersion: agentops.dev/v1alpha1
+kind: Agent
+metadata: {{name: ext-1, namespace: {ns}}}
+spec: {{role: reviewer, heartbeat: {{timeoutSeconds: 5}}}}
+""")
+    # a task whose deploy gate fails (kwok fails its pod)
+    task(ns, "d", NO_GATES_UNTIL_DONE)
+    phase_is(ns, "d", "Assigned")
+    for step in ("InProgress", "Review", "Done"):
+        cli(ns, "task", "move", "d", step, "--output", "pr/1", as_user=EDITOR)
+        phase_is(ns, "d", step)
+    assert _value(operator, "agentops_task_deploy_failed", namespace=ns) is None
+    cli(ns, "task", "move", "d", "Deployed", "--deploy-version", "1.0", as_user=EDITOR)
+    wait_for(lambda: _value(operator, "agentops_task_deploy_failed", namespace=ns, task="d") == 1, timeout=60,
+             what="the failed deploy gauge")
+    m = _scrape(operator)
+    assert sum(_series(m, "agentops_tasks_blocked", namespace=ns, reason="GateFailed").values()) == 1
+    assert m[("agentops_gate_job_duration_seconds_count", (("namespace", ns), ("result", "failed")))] == 1
+    assert m[("agentops_task_cycle_time_seconds_count", (("namespace", ns),))] == 1
+    assert _series(m, "agentops_agent_heartbeat_expired", namespace=ns) == {
+        (("agent", "ext-1"), ("namespace", ns)): 1}
+    assert _series(m, "agentops_agent_degraded", namespace=ns) == {(("agent", "ext-1"), ("namespace", ns)): 1}
+    assert _series(m, "agentops_agents", namespace=ns, role="reviewer", ready="false") == {
+        (("namespace", ns), ("ready", "false"), ("role", "reviewer")): 1}
+    assert sum(_series(m, "agentops_agent_heartbeat_expired", namespace=ns, agent="dev-1").values()) == 0
