@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import promnames
 
-from .kubeutil import apply, kget, wait_for
+from .kubeutil import apply, kget, kubectl, wait_for
 from .taskutil import EDITOR, cli, events, phase_is, task
 
 
@@ -178,3 +178,30 @@ spec: {{role: reviewer, heartbeat: {{timeoutSeconds: 5}}}}
     assert _series(m, "agentops_agents", namespace=ns, role="reviewer", ready="false") == {
         (("namespace", ns), ("ready", "false"), ("role", "reviewer")): 1}
     assert sum(_series(m, "agentops_agent_heartbeat_expired", namespace=ns, agent="dev-1").values()) == 0
+
+
+def test_chart_ships_the_dashboard_opt_in(ns: str) -> None:
+    """The chart's dashboard ConfigMap: off by default; on, labelled for Grafana's sidecar, holding the
+    very JSON the checks above read, accepted by the API server; metrics.agentLabel=false passes the flag."""
+    import json
+
+    from .test_helm import by_kind, helm, render
+
+    assert not any(d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"].get("labels", {})
+                   for d in render("r", ns))
+    docs = render("r", ns, "--set", f"metrics.grafanaDashboard.enabled=true,metrics.agentLabel=false,"
+                  f"metrics.grafanaDashboard.namespace={ns}",
+                  "--set-string", "metrics.grafanaDashboard.annotations.grafana_folder=agentops")
+    cm = by_kind(docs, "ConfigMap")["r-agentops-dashboard"]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == ns and cm["metadata"]["annotations"] == {"grafana_folder": "agentops"}
+    assert json.loads(cm["data"]["agentops.json"]) == json.loads(promnames.DASHBOARD.read_text())
+    args = by_kind(docs, "Deployment")["r-agentops"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics-agent-label=false" in args
+    out = helm("template", "r", str(promnames.DASHBOARD.parents[1]), "--namespace", ns, "--set",
+               "metrics.grafanaDashboard.enabled=true", "--show-only", "templates/grafana-dashboard.yaml").stdout
+    proc = kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-", input=out)
+    assert "configured" in proc.stdout or "created" in proc.stdout
+    bad = helm("template", "r", str(promnames.DASHBOARD.parents[1]), "--set", "metrics.grafanaDashboard.bogus=1",
+               check=False)
+    assert bad.returncode != 0 and "bogus" in bad.stderr
