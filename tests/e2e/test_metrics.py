@@ -205,3 +205,28 @@ def test_chart_ships_the_dashboard_opt_in(ns: str) -> None:
     bad = helm("template", "r", str(promnames.DASHBOARD.parents[1]), "--set", "metrics.grafanaDashboard.bogus=1",
                check=False)
     assert bad.returncode != 0 and "bogus" in bad.stderr
+
+
+def test_invalid_monitoring_policy_is_named_on_the_task(team: str, operator) -> None:
+    ns = team
+    policy = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: policy, namespace: {ns}, labels: {{agentops.dev/gate-policy: "true"}}}}
+data:
+  monitoring.yaml: |
+    staleAfter: {{{phase}: 1h}}
+"""
+    apply(policy.format(ns=ns, phase="Working"))
+    task(ns, "t")
+    cond = wait_for(lambda: (c := _stale_cond(ns, "t")) and c["reason"] == "InvalidPolicy" and c, timeout=30,
+                    what="the InvalidPolicy condition")
+    assert cond["status"] == "False"
+    assert cond["message"].startswith("ConfigMap policy data.monitoring.yaml: staleAfter.Working: not a task phase")
+    phase_is(ns, "t", "Assigned")  # a bad monitoring policy stops no work
+    warned = [e for e in events(ns, "t") if e["reason"] == "InvalidPolicy"]
+    assert len(warned) == 1 and warned[0]["type"] == "Warning"
+    # fixed: every task of the namespace is looked at again and the condition says so
+    apply(policy.format(ns=ns, phase="Review"))
+    wait_for(lambda: (c := _stale_cond(ns, "t")) and c["reason"] == "WithinThreshold", timeout=30,
+             what="the condition after the fix")
