@@ -50,7 +50,8 @@ MOVE_LATENCY_SECONDS = Histogram("agentops_move_latency_seconds",
                                  ["namespace"], buckets=LATENCY_BUCKETS)
 
 GATE_LABEL = "agentops.dev/gate"
-ROLLOUT_PHASES = ("Pending", "Progressing", "Healthy", "Paused", "Degraded")
+PHASES = tuple(p.value for p in Phase)
+BACKLOG = Phase.BACKLOG.value
 
 
 # ---- state gauges at scrape time --------------------------------------------------------------
@@ -81,12 +82,14 @@ def task_samples(tasks: Iterable[Obj], now: datetime) -> dict[str, list[Sample]]
     blocked: dict[tuple[str, str], int] = {}
     stale: list[Sample] = []
     failed: list[Sample] = []
+    namespaces: set[str] = set()
     for t in tasks:
         ns, st = _ns(t), _status(t)
-        phase = str(st.get("phase") or Phase.BACKLOG.value)
-        for p in Phase:
-            phases.setdefault((ns, p.value), 0)
+        namespaces.add(ns)
+        phase = st.get("phase") or BACKLOG
         phases[(ns, phase)] = phases.get((ns, phase), 0) + 1
+        if not st.get("conditions"):
+            continue  # no condition: neither blocked, stale nor failed (most tasks, at scale)
         reason = monitoring.blocked_reason(st)
         if reason:
             blocked[(ns, reason)] = blocked.get((ns, reason), 0) + 1
@@ -96,6 +99,9 @@ def task_samples(tasks: Iterable[Obj], now: datetime) -> dict[str, list[Sample]]
             stale.append(Sample((ns, _name(t), phase), max(0.0, (now - entered).total_seconds())))
         if monitoring.deploy_failed(t.get("spec") or {}, st):
             failed.append(Sample((ns, _name(t)), 1))
+    for ns in namespaces:  # every phase of a namespace with tasks, 0 included (rates and alerts need the series)
+        for p in PHASES:
+            phases.setdefault((ns, p), 0)
     return {
         "tasks": [Sample(k, v) for k, v in sorted(phases.items())],
         "blocked": [Sample(k, v) for k, v in sorted(blocked.items())],

@@ -30,7 +30,7 @@ from .timeutil import parse_time
 POLICY_KEY = "monitoring.yaml"
 STALE = "Stale"
 STALE_REASON = "PhaseTooLong"
-CLEARED_REASON = "MovedOn"
+CLEARED_REASON = "WithinThreshold"
 INVALID_POLICY = "InvalidPolicy"
 DEFAULT_STALE_AFTER: Mapping[str, float] = {Phase.IN_PROGRESS.value: 24 * 3600.0, Phase.REVIEW.value: 4 * 3600.0}
 MAX_THRESHOLD = 366 * 86400.0

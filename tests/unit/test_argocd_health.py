@@ -108,7 +108,7 @@ def test_stale_task_says_so_without_changing_health() -> None:
     o["status"]["conditions"] = [*o["status"]["conditions"], stale]
     status, message = health("AgentTask", o)
     assert status == "Progressing" and message.startswith("Task is Assigned") and "(Stale: in Assigned since" in message
-    o["status"]["conditions"][-1] = {**stale, "status": "False", "reason": "MovedOn"}
+    o["status"]["conditions"][-1] = {**stale, "status": "False", "reason": "WithinThreshold"}
     assert "Stale" not in health("AgentTask", o)[1]
     o = copy.deepcopy(sample("AgentTask", "cancelled"))
     o["status"]["phase"] = o["spec"]["requestedPhase"] = "Done"
