@@ -89,6 +89,7 @@ class QuotaTokenExporter(MetricExporter):
         self.meter = tu.Meter(agent, instance or secrets.token_hex(4))
         self.refusal: Refusal | None = None
         self.errors = 0
+        self.last_export: MetricsData | None = None
         self._lock = threading.Lock()
 
     def labels(self) -> dict[str, str]:
@@ -105,6 +106,7 @@ class QuotaTokenExporter(MetricExporter):
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         with self._lock:
+            self.last_export = metrics_data
             self.meter.observe(points_of(metrics_data))
             return self._charge_due()
 
