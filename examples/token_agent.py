@@ -52,7 +52,7 @@ def main() -> int:
     for i, call in enumerate(args.call):
         n_in, _, n_out = call.partition(":")
         try:
-            budget.require(int(n_in) + int(n_out or 0))
+            budget.require(int(n_in) + int(n_out or 0), model=args.model)
             allowed = True
         except TokenBudgetExceeded as exc:
             allowed, stopped = False, True
@@ -66,13 +66,16 @@ def main() -> int:
         if n_out:
             usage.record(int(n_out), {**base, "gen_ai.token.type": "output"})
         refused_before = budget.refused_tokens
+        t0 = time.monotonic()
         ok = budget.flush()
+        flush_seconds = time.monotonic() - t0
         if args.reexport and budget.exporter.last_export is not None:
             budget.exporter.export(budget.exporter.last_export)
         refused = budget.refused_tokens - refused_before
         stopped = stopped or refused > 0
         say(agent=args.agent, call=i, action="charged" if ok and not refused else "refused" if refused else "error",
             allowed=allowed, charged=budget.charged_tokens, refused=budget.refused_tokens,
+            flushSeconds=round(flush_seconds, 3),
             message=budget.exporter.refusal.message if refused and budget.exporter.refusal else "")
     budget.shutdown()
     return 3 if stopped else 0

@@ -172,9 +172,9 @@ class TokenBudget:
     def refused_tokens(self) -> int:
         return self.exporter.meter.refused_tokens
 
-    def require(self, tokens: int = 1) -> None:
+    def require(self, tokens: int = 1, model: str = "") -> None:
         """Raise TokenBudgetExceeded when the last charge was refused (until the window resets) or when a Hard
-        token quota cannot take `tokens` more now. Reads only; the charge itself decides."""
+        `tokens` (or `tokens/<model>`) quota cannot take `tokens` more now. Reads only; the charge decides."""
         r = self.exporter.refusal
         if r is not None and (r.reset_at is None or datetime.now(UTC) < r.reset_at):
             raise TokenBudgetExceeded(r.message, r.reset_at, self.refused_tokens)
@@ -183,7 +183,8 @@ class TokenBudget:
                                                                   quota_client.PLURAL).get("items", [])
         for q in quotas:
             spec = q.get("spec") or {}
-            if spec.get("resource") != tu.RESOURCE or not selectors.matches(spec.get("selector"), labels):
+            if spec.get("resource") not in tu.resources_for(model) or \
+                    not selectors.matches(spec.get("selector"), labels):
                 continue
             g = quota_client.check(self.worker.custom, self.worker.namespace, q["metadata"]["name"], tokens)
             if not g.granted:

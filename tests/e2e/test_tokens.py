@@ -76,6 +76,7 @@ def test_an_agent_spends_its_token_budget_through_opentelemetry(ns: str, operato
     code, lines = run_agent(ns, "dev-1", cfg, "--call", "600:200", "--call", "150:50", "--reexport")
     assert code == 0, lines
     assert [x["action"] for x in lines] == ["charged", "charged"], lines
+    timings = {"flushSeconds": [x["flushSeconds"] for x in lines]}  # 2 series -> 2 charges x 2 Quotas each
     q = kget("quota", "tokens", ns)["status"]
     assert (q["used"], q["reserved"], q["remaining"]) == (1000, 0, 0), q  # the re-exports charged nothing
     held = sorted(c["holder"] for c in q["committed"])
@@ -89,6 +90,8 @@ def test_an_agent_spends_its_token_budget_through_opentelemetry(ns: str, operato
     assert code == 3, lines
     assert lines[0]["action"] == "refused-before" and "tokens" in lines[0]["message"], lines
     assert lines[1]["action"] == "refused" and lines[1]["refused"] == 20, lines
+    timings["refusedFlushSeconds"] = [lines[1]["flushSeconds"]]
+    (ROOT / ".cluster" / "token-timings.json").write_text(json.dumps(timings))
     assert lines[1]["message"].startswith("quota tokens: QuotaExceeded"), lines
     assert kget("quota", "tokens", ns)["status"]["used"] == 1000
     cond = wait_for(lambda: next((c for c in kget("quota", "tokens", ns)["status"].get("conditions", [])
