@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
@@ -44,6 +44,9 @@ from kubernetes.client.rest import ApiException
 from . import GROUP, VERSION, quota_client
 from .lifecycle import is_legal
 from .quota_client import Grant
+
+if TYPE_CHECKING:
+    from .tokenexport import TokenBudget
 
 log = logging.getLogger(__name__)
 
@@ -547,3 +550,10 @@ class Worker:
     def take_quota(self, name: str, amount: int = 1) -> Grant:
         """Take `amount` units of Quota `name` atomically (see quota_client.consume)."""
         return quota_client.consume(self.custom, self.namespace, name, amount, by=self.user)
+
+    def token_budget(self, interval_seconds: float = 30.0) -> TokenBudget:
+        """LLM token usage reported with OpenTelemetry (GenAI conventions), charged to this namespace's
+        `tokens` and `tokens/<model>` Quotas as this agent (tokenexport; needs the `otel` extra)."""
+        from .tokenexport import TokenBudget
+
+        return TokenBudget(self, interval_seconds=interval_seconds)

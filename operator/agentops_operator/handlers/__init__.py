@@ -19,7 +19,7 @@ from .. import GROUP, VERSION, kube, metrics
 from .. import settings as settings_mod
 from ..cache import listen, notify, store
 from ..runtime import RECONCILERS, runtime, watched
-from . import agent, alertreceiver, deploy, handback, monitor, quota, stats, task  # noqa: F401  (registration side effects)
+from . import agent, alertreceiver, deploy, handback, monitor, quota, stats, task, tokens  # noqa: F401  (registration side effects)
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("agentops.audit")

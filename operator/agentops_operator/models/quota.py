@@ -9,13 +9,19 @@ from pydantic import Field
 
 from ..quotaledger import MAX_HOLDS, MAX_LIMIT, MAX_RESERVATIONS
 from ..quotawindow import MAX_ROLLING, ROLLING_SECONDS_CEL, TZ_DIRECTORY_RULE, WINDOW_PATTERN
+from ..tokenusage import MAX_RESOURCE, RESOURCE_PATTERN
 from .base import Condition, CRDInfo, K8sModel, LabelSelector, PrinterColumn, conditions_field
 
 
 class QuotaSpec(K8sModel):
     resource: str = Field(
-        description="Resource key consumed, e.g. publish, api-calls, tokens; AgentTask costs name it.",
-        pattern=r"^[a-z0-9.-]{1,63}$",
+        description=(
+            "Resource key consumed, e.g. publish, api-calls, tokens, or a key qualified by a model, "
+            "tokens/<model> (agents' reported LLM token usage is charged to tokens and tokens/<model>); "
+            "AgentTask costs name it."
+        ),
+        max_length=MAX_RESOURCE,
+        pattern=RESOURCE_PATTERN,
     )
     limit: int = Field(ge=0, le=MAX_LIMIT, description="Units allowed per window.")
     window: str = Field(
@@ -44,7 +50,11 @@ class QuotaSpec(K8sModel):
         json_schema_extra={"x-kubernetes-validations": [TZ_DIRECTORY_RULE]},
     )
     selector: LabelSelector | None = Field(
-        default=None, description="Which AgentTasks (by label) consume it; unset selects all in the namespace."
+        default=None,
+        description=(
+            "Which AgentTasks (by label) consume it, and for token usage which Agents (by the Agent's labels); "
+            "unset selects all in the namespace."
+        ),
     )
     enforcement: Literal["Hard", "Soft"] = Field(
         default="Hard", description="Hard refuses what would exceed the limit; Soft allows it and warns."

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ..lifecycle import Phase, cel_initial_rule, cel_request_rule
+from ..tokenusage import MAX_RESOURCE, RESOURCE_PATTERN
 from .base import (
     DNS_SUBDOMAIN,
     LONG_TEXT,
@@ -120,7 +121,8 @@ class Stage(K8sModel):
 class Cost(K8sModel):
     """Quota a move consumes: reserved when the move starts, committed when it is recorded."""
 
-    resource: str = Field(description="Quota resource key, e.g. publish.", pattern=r"^[a-z0-9.-]{1,63}$")
+    resource: str = Field(description="Quota resource key, e.g. publish or tokens/<model>.",
+                          max_length=MAX_RESOURCE, pattern=RESOURCE_PATTERN)
     amount: int = Field(default=1, ge=1, le=10**15, description="Units consumed.")
     phase: Literal["Assigned", "InProgress", "Review", "Done", "Deployed", "RolledBack"] = Field(
         description="Reaching this phase costs the amount."
