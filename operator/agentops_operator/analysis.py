@@ -136,16 +136,24 @@ def _to_cel(value: Any) -> Any:
         raise ConditionError(f"result cannot be used in a condition: {type(exc).__name__}") from exc
 
 
-def evaluate(expr: str, result: Any, cost_limit: int = COST_LIMIT, time_limit: float = TIME_LIMIT) -> bool:
-    """Evaluate a CEL condition on ``result``; ConditionError for anything but a bool."""
+def compile_condition(expr: str) -> Any:
+    """Parse a CEL condition (ConditionError naming it when it does not parse). The first call in a
+    process builds the parser, which takes seconds: a provider that waits for data (``tasks``) calls
+    this while it waits, so the decisive measurement is not the one that pays for it."""
     env = _environment()
     try:
-        ast = env.compile(expr)
+        return env.compile(expr)
     except RecursionError as exc:
         raise ConditionError(f"cannot parse condition {short(expr, 80)!r}: nested too deeply") from exc
     except Exception as exc:  # celpy's parse errors carry the position
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConditionError(f"cannot parse condition {short(expr, 80)!r}: {short(first, 200)}") from exc
+
+
+def evaluate(expr: str, result: Any, cost_limit: int = COST_LIMIT, time_limit: float = TIME_LIMIT) -> bool:
+    """Evaluate a CEL condition on ``result``; ConditionError for anything but a bool."""
+    env = _environment()
+    ast = compile_condition(expr)
     runner = env.program(ast, functions=_FUNCTIONS)
     meter = _Meter(cost_limit, time.monotonic() + time_limit)
     try:
@@ -528,6 +536,12 @@ def measure_tasks(p: TasksProvider, metric: Metric, agent: str, stable: str | No
         return ro.Measurement(ro.MeasurementPhase.ERROR, now, "",
                               f"metric {metric.name}: tasks compares a canary revision with a stable one; "
                               f"there is none (stable {stable or '-'}, canary {canary or '-'})")
+    try:  # a typo is an Error now, not after the sample is complete (and the parser is built by then)
+        for expr in (metric.success_condition, metric.failure_condition):
+            if expr:
+                compile_condition(expr)
+    except ConditionError as exc:
+        return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", str(exc))
     cmp = taskoutcomes.compare(tasks, agent, stable, canary, since)
     result = cmp.result()
     # Our own figures, not a response body: kept whole (compact, rounded) for status.

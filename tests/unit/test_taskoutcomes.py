@@ -199,6 +199,10 @@ def test_measure_tasks_verdicts() -> None:
     assert m.phase is ro.MeasurementPhase.INCONCLUSIVE and "too few decided tasks (need 4 each)" in m.message
     m = an.measure_tasks(TasksProvider(), metric(**cond), AGENT, "r1", "r2", T0, [], now)
     assert m.phase is ro.MeasurementPhase.INCONCLUSIVE
+    # A condition that does not parse is an Error at once, even before the sample is complete.
+    m = an.measure_tasks(TasksProvider(min_count=4), metric(successCondition="result.canary.count >="), AGENT,
+                         "r1", "r2", T0, same, now)
+    assert m.phase is ro.MeasurementPhase.ERROR and "cannot parse condition" in m.message
     m = an.measure_tasks(TasksProvider(), metric(**cond), AGENT, "r1", None, T0, same, now)
     assert m.phase is ro.MeasurementPhase.ERROR and "canary" in m.message
     # A condition on a statistic without data (null) is an Error, not a silent pass.
