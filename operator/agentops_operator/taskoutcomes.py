@@ -156,8 +156,19 @@ def side(revision: str, outcomes: Iterable[TaskOutcome]) -> SideStats:
         rejection_rate=rejected / n if n else None,
         first_pass_rate=first_pass / n if n else None,
         median_cycle_seconds=float(statistics.median(cycles)) if cycles else None,
-        mean_cost=math.fsum(costs) / len(costs) if costs else None,
+        mean_cost=_mean(costs),
     )
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    """The mean, or None without values or when it does not fit a float (never NaN or infinity)."""
+    if not values:
+        return None
+    try:
+        mean = math.fsum(v / len(values) for v in values)  # divided first: no overflow of the sum
+    except OverflowError:
+        return None
+    return mean if math.isfinite(mean) else None
 
 
 @dataclass(frozen=True)

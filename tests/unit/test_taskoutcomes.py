@@ -95,6 +95,15 @@ def test_empty_windows_and_one_side_empty_are_null_not_nan() -> None:
     json.dumps(c.result(), allow_nan=False)  # valid JSON, no NaN
 
 
+def test_huge_costs_stay_finite() -> None:
+    huge = [{"resource": "tokens", "amount": 1.5e308, "phase": "Review"}]
+    tasks = [straight("s0", "r1", costs=huge), straight("s1", "r1", costs=huge)]
+    c = to.compare(tasks, AGENT, "r1", "r2", T0)
+    assert c.stable.mean_cost == 1.5e308
+    assert to._mean([1.5e308, 1.5e308]) == 1.5e308 and to._mean([]) is None and to._mean([1.0, 2.0]) == 1.5
+    json.dumps(c.result(), allow_nan=False)
+
+
 def test_ties_are_equal_not_worse() -> None:
     tasks = [rejected("s0", "r1"), straight("s1", "r1"), rejected("c0", "r2"), straight("c1", "r2")]
     res = to.compare(tasks, AGENT, "r1", "r2", T0).result()
