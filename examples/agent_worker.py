@@ -6,11 +6,17 @@ and does its part by role:
 
   dev     Assigned/Rejected -> start; InProgress -> "work", take quota, submit an output (Review)
   qa      Review -> reject outputs without "tests" (reason "missing tests"), else ask for Done
-          (the default approval gate then waits for a person)
+          (the default approval gate then waits for a person; --approve: approve it itself)
   deploy  Done -> request Deployed with a version (the deploy gate runs a Job)
 
     python examples/agent_worker.py --agent dev-1 --namespace team-a --behaviour dev
     python examples/agent_worker.py --agent qa-1 --namespace team-a --behaviour qa --kubeconfig qa.kubeconfig
+
+In a pod of an Agent the operator runs, AGENTOPS_AGENT_REVISION names the pod's revision (or pass
+--revision): every task the agent works on is stamped with it, and during a canary the agent takes
+only the tasks routed to its revision (see the `tasks` analysis in the README). --careful makes the
+dev agent write tests in its first version (the qa agent then accepts it at once); without it the
+first version of every task is rejected in review ("missing tests").
 
 It prints one JSON line per action. A task annotation `agentops.dev/example-work-seconds: "30"`
 (or `"dev-1=30"` for one agent) makes the dev agent "work" that long after starting, to watch a
@@ -44,10 +50,10 @@ def work_seconds(value: str | None, agent: str) -> float:
     return 0.0
 
 
-def dev(w: Worker, t: Task, quota: str | None) -> None:
+def dev(w: Worker, t: Task, quota: str | None, careful: bool = False) -> None:
     if t.phase in ("Assigned", "Rejected"):
         w.start(t)
-        say(agent=w.agent, task=t.name, action="start", phase=t.phase)
+        say(agent=w.agent, task=t.name, action="start", phase=t.phase, revision=w.revision)
         return
     if t.phase != "InProgress":
         return
@@ -61,19 +67,22 @@ def dev(w: Worker, t: Task, quota: str | None) -> None:
             say(agent=w.agent, task=t.name, action="quota-refused", message=grant.message)
             return
     round_ = len(ctx.rejections) + 1
-    output = f"pr/{t.name}-v{round_}" + ("-with-tests" if ctx.rejections else "")
+    output = f"pr/{t.name}-v{round_}" + ("-with-tests" if ctx.rejections or careful else "")
     notes = "addressed: " + "; ".join(ctx.rejections) if ctx.rejections else "first version"
     w.submit(t, output=output, notes=notes)
-    say(agent=w.agent, task=t.name, action="submit", output=output, rejections=ctx.rejections)
+    say(agent=w.agent, task=t.name, action="submit", output=output, rejections=ctx.rejections, revision=w.revision)
 
 
-def qa(w: Worker, t: Task) -> None:
+def qa(w: Worker, t: Task, approve: bool = False) -> None:
     if t.phase != "Review":
         return
     output = str(t.spec.get("output") or "")
     if "tests" not in output:
         w.reject(t, "missing tests")
         say(agent=w.agent, task=t.name, action="reject", output=output)
+    elif approve:
+        w.approve(t, f"reviewed {output}")
+        say(agent=w.agent, task=t.name, action="approve", output=output)
     else:
         w.request_done(t, notes=f"reviewed {output}")
         say(agent=w.agent, task=t.name, action="request-done", output=output)
@@ -95,22 +104,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kubeconfig", help="default: in-cluster ServiceAccount token, else KUBECONFIG")
     p.add_argument("--register-role", help="create/adopt the Agent first (needs rights on agents)")
     p.add_argument("--quota", help="dev: take one unit of this Quota per submission")
+    p.add_argument("--revision", help="the Agent revision this process runs (default: $AGENTOPS_AGENT_REVISION)")
+    p.add_argument("--careful", action="store_true", help="dev: include tests in the first version")
+    p.add_argument("--approve", action="store_true",
+                   help="qa: approve good work itself (needs the approve verb and a gate that lets it)")
     args = p.parse_args(argv)
 
-    w = Worker(args.agent, args.namespace, api=connect(args.kubeconfig))
+    w = Worker(args.agent, args.namespace, api=connect(args.kubeconfig), revision=args.revision)
     signal.signal(signal.SIGTERM, lambda *_: (w.stop(), sys.exit(0)))
     if args.register_role:
         w.register(args.register_role)
     else:
         w.load_agent()
     w.start_heartbeat()
-    say(agent=args.agent, action="ready", user=w.user, heartbeatSeconds=w.heartbeat_seconds)
+    say(agent=args.agent, action="ready", user=w.user, heartbeatSeconds=w.heartbeat_seconds, revision=w.revision)
     for t in w.assigned_tasks(actionable=True):
         try:
             if args.behaviour == "dev":
-                dev(w, t, args.quota)
+                dev(w, t, args.quota, args.careful)
             elif args.behaviour == "qa":
-                qa(w, t)
+                qa(w, t, args.approve)
             else:
                 deploy(w, t)
         except WorkerError as exc:  # e.g. the task was handed to someone else meanwhile

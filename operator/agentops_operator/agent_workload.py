@@ -180,6 +180,10 @@ def deployment(
     for vol in pod["spec"]["volumes"]:
         if vol["name"] == "config":
             vol["configMap"]["name"] = names.config_map_name(agent, revision)
+    for container in pod["spec"]["containers"]:
+        # The worker library stamps the tasks it works on with it (taskoutcomes, the `tasks` analysis).
+        env = [e for e in container.get("env") or [] if e.get("name") != names.REVISION_ENV]
+        container["env"] = [*env, {"name": names.REVISION_ENV, "value": revision}]
     strategy: dict[str, Any] = {"type": "RollingUpdate"}
     if role is ro.Role.ROLLING:
         r = rolling or RollingStrategy()

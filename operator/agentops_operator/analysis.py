@@ -1,4 +1,4 @@
-"""Analysis providers for Agent rollouts: Job, HTTP and Prometheus.
+"""Analysis providers for Agent rollouts: Job, HTTP, Prometheus and tasks.
 
 Conditions are CEL expressions on ``result`` (``result[0] >= 0.95``,
 ``result.status == "ok" && result.errors < 3``), the language Kubernetes itself uses for
@@ -39,7 +39,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -49,9 +49,9 @@ import lark
 from celpy import celtypes
 from celpy.evaluation import CELEvalError, Evaluator
 
-from . import names, podsecurity
+from . import names, podsecurity, taskoutcomes
 from . import rollout as ro
-from .models.agent import HTTPProvider, JobProvider, Metric, PrometheusProvider
+from .models.agent import HTTPProvider, JobProvider, Metric, PrometheusProvider, TasksProvider
 
 MAX_BODY = 256 * 1024  # read at most 256 KiB of a response
 MAX_VALUE = 256  # characters of an extracted value kept in status
@@ -136,16 +136,24 @@ def _to_cel(value: Any) -> Any:
         raise ConditionError(f"result cannot be used in a condition: {type(exc).__name__}") from exc
 
 
-def evaluate(expr: str, result: Any, cost_limit: int = COST_LIMIT, time_limit: float = TIME_LIMIT) -> bool:
-    """Evaluate a CEL condition on ``result``; ConditionError for anything but a bool."""
+def compile_condition(expr: str) -> Any:
+    """Parse a CEL condition (ConditionError naming it when it does not parse). The first call in a
+    process builds the parser, which takes seconds: a provider that waits for data (``tasks``) calls
+    this while it waits, so the decisive measurement is not the one that pays for it."""
     env = _environment()
     try:
-        ast = env.compile(expr)
+        return env.compile(expr)
     except RecursionError as exc:
         raise ConditionError(f"cannot parse condition {short(expr, 80)!r}: nested too deeply") from exc
     except Exception as exc:  # celpy's parse errors carry the position
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConditionError(f"cannot parse condition {short(expr, 80)!r}: {short(first, 200)}") from exc
+
+
+def evaluate(expr: str, result: Any, cost_limit: int = COST_LIMIT, time_limit: float = TIME_LIMIT) -> bool:
+    """Evaluate a CEL condition on ``result``; ConditionError for anything but a bool."""
+    env = _environment()
+    ast = compile_condition(expr)
     runner = env.program(ast, functions=_FUNCTIONS)
     meter = _Meter(cost_limit, time.monotonic() + time_limit)
     try:
@@ -515,6 +523,38 @@ def measure_prometheus(p: PrometheusProvider, metric: Metric, ctx: Mapping[str, 
         return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", str(exc))
     except (OSError, TimeoutError) as exc:
         return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", f"query {p.address}: {short(str(exc), 200)}")
+
+
+# ---- tasks -----------------------------------------------------------------------------------
+
+
+def measure_tasks(p: TasksProvider, metric: Metric, agent: str, stable: str | None, canary: str | None,
+                  since: datetime, tasks: Iterable[Mapping[str, Any]], now: datetime) -> ro.Measurement:
+    """Canary tasks against stable tasks since ``since`` (see ``taskoutcomes``); ``tasks`` come from the
+    watch-fed cache. Fewer than ``minCount`` decided tasks on either side: Inconclusive."""
+    if not stable or not canary or stable == canary:
+        return ro.Measurement(ro.MeasurementPhase.ERROR, now, "",
+                              f"metric {metric.name}: tasks compares a canary revision with a stable one; "
+                              f"there is none (stable {stable or '-'}, canary {canary or '-'})")
+    try:  # a typo is an Error now, not after the sample is complete (and the parser is built by then)
+        for expr in (metric.success_condition, metric.failure_condition):
+            if expr:
+                compile_condition(expr)
+    except ConditionError as exc:
+        return ro.Measurement(ro.MeasurementPhase.ERROR, now, "", str(exc))
+    cmp = taskoutcomes.compare(tasks, agent, stable, canary, since)
+    result = cmp.result()
+    # Our own figures, not a response body: kept whole (compact, rounded) for status.
+    value = json.dumps({k: {f: round(v, 4) if isinstance(v, float) else v for f, v in side.items() if f != "revision"}
+                        for k, side in result.items() if isinstance(side, dict)}, separators=(",", ":"))
+    if min(cmp.canary.count, cmp.stable.count) < p.min_count:
+        return ro.Measurement(ro.MeasurementPhase.INCONCLUSIVE, now, value,
+                              f"too few decided tasks (need {p.min_count} each): {cmp.summary()}")
+    try:
+        phase, why = judge(result, metric.success_condition, metric.failure_condition)
+    except ConditionError as exc:
+        return ro.Measurement(ro.MeasurementPhase.ERROR, now, value, f"{exc}; {cmp.summary()}")
+    return ro.Measurement(phase, now, value, f"{why}: {cmp.summary()}")
 
 
 # ---- Job -------------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ def owner_reference(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 LABEL_AGENT = "agentops.dev/agent"
 LABEL_REVISION = "agentops.dev/revision"
+# The revision a pod runs, in its environment (set per Deployment, outside the hashed template).
+REVISION_ENV = "AGENTOPS_AGENT_REVISION"
 LABEL_DEPLOYMENT = "agentops.dev/deployment"
 LABEL_ROLE = "agentops.dev/role"
 LABEL_ANALYSIS_RUN = "agentops.dev/analysis-run"

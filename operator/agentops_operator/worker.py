@@ -24,12 +24,23 @@ RBAC: the ClusterRole ``agentops-agent`` bound in the namespace to ``agent-<name
 agentops init --agent <name>`` does it): tasks (get/list/watch/update/patch), quotas, its Agent
 (read), its Lease (create/update; the admission policy ``agentops-agent-lease`` refuses any other).
 An agent that rejects work in review needs ``approve`` too (``agentops-approver``).
+
+Revisions and canaries: a worker in a pod of an Agent the operator runs knows its revision from
+``AGENTOPS_AGENT_REVISION`` (set in the pod template; or pass ``revision=``). Every move it requests
+also stamps the task with the annotation ``revision.agentops.dev/<agent>: <revision>`` (the admission
+policy lets only the Agent's own ServiceAccount set it, on its own tasks): the ``tasks`` analysis
+provider compares a canary revision's tasks with the stable revision's by it. While a canary is in
+flight, the worker acts only on the tasks routed to its revision (``taskrouting``: the task uid's
+bucket against ``status.canaryWeight`` of the Agent, read at most once a second), so both revisions
+see comparable work; a task skipped for that reason is looked at again at its next change, or at the
+next re-list when the Agent's routing changed (within the watch's 30 s timeout).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -41,9 +52,10 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from . import GROUP, VERSION, quota_client
+from . import GROUP, VERSION, names, quota_client, taskrouting
 from .lifecycle import is_legal
 from .quota_client import Grant
+from .taskoutcomes import revision_annotation
 
 if TYPE_CHECKING:
     from .tokenexport import TokenBudget
@@ -57,6 +69,7 @@ HANDBACK_ANNOTATION = "agentops.dev/hand-back"
 MAX_NOTES = 20
 MAX_CONFLICTS = 50
 DEFAULT_HEARTBEAT_SECONDS = 40
+ROUTING_TTL = 1.0  # seconds an Agent status read for routing is reused
 # Phases in which the holder must act next (when no move is pending): start, finish, rework,
 # review, deploy. Review/Done are acted on by whoever holds that stage (qa / deploy agents).
 ACTIONABLE = ("Assigned", "InProgress", "Rejected", "Review", "Done")
@@ -160,8 +173,11 @@ class Worker:
     """One agent's connection to its Agent, its Lease and the tasks assigned to it."""
 
     def __init__(self, agent: str, namespace: str, api: client.ApiClient | None = None,
-                 identity: str | None = None) -> None:
+                 identity: str | None = None, revision: str | None = None) -> None:
         self.agent = agent
+        # The Agent revision this process runs (a pod's template sets the env var); None: unknown.
+        self.revision = revision if revision is not None else (os.environ.get(names.REVISION_ENV) or None)
+        self._routing: tuple[float, dict[str, Any]] | None = None
         self.namespace = namespace
         self.api = api or connect()
         self.custom = client.CustomObjectsApi(self.api)
@@ -285,8 +301,34 @@ class Worker:
         return [Task(t) for t in res.get("items", []) if (t.get("status") or {}).get("assignee") == self.agent]
 
     def is_actionable(self, task: Task) -> bool:
-        """Ours, in a phase where the holder acts, and no move of ours still pending."""
-        return task.assignee == self.agent and task.phase in ACTIONABLE and not task.pending
+        """Ours, in a phase where the holder acts, no move of ours still pending, and (during a canary)
+        routed to this worker's revision."""
+        return task.assignee == self.agent and task.phase in ACTIONABLE and not task.pending \
+            and self.routed_here(task)
+
+    def agent_status(self, max_age: float = ROUTING_TTL) -> dict[str, Any]:
+        """The Agent's status (for routing), read at most once per ``max_age`` seconds."""
+        now = time.monotonic()
+        if self._routing is None or now - self._routing[0] > max_age:
+            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "agents", self.agent)
+            self._routing = (now, dict(obj.get("status") or {}))
+        return self._routing[1]
+
+    def _routing_key(self) -> tuple[Any, ...]:
+        st = self.agent_status()
+        return st.get("stableRevision"), st.get("currentRevision"), st.get("canaryWeight")
+
+    def stamped(self, task: Task) -> str | None:
+        """The revision of this Agent that last worked on the task (its annotation), if any."""
+        value = (task.obj["metadata"].get("annotations") or {}).get(revision_annotation(self.agent))
+        return str(value) if value else None
+
+    def routed_here(self, task: Task) -> bool:
+        """Whether this worker's revision should act on the task (always, without a revision or canary)."""
+        if not self.revision:
+            return True
+        uid = str(task.obj["metadata"].get("uid") or task.name)
+        return taskrouting.mine(uid, self.stamped(task), self.agent_status(), self.revision)
 
     def assigned_tasks(self, actionable: bool = True, timeout: float | None = None) -> Iterator[Task]:
         """Yield tasks assigned to this agent as they appear or change: a LIST, then a WATCH from its
@@ -323,9 +365,12 @@ class Worker:
                 if t:
                     yield t
             rv = res["metadata"]["resourceVersion"]
+            routing = self._routing_key() if self.revision else None
             w = watch.Watch()
             try:
                 while not self._stop.is_set():
+                    if self.revision and self._routing_key() != routing:
+                        break  # the canary moved on: tasks skipped for another revision may be ours now
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         return
@@ -432,12 +477,24 @@ class Worker:
                 want["notes"] = notes
             if deploy is not None:
                 want["deploy"] = {**(spec.get("deploy") or {}), **deploy}
+            stamped = self._stamp(obj)
             if all(spec.get(k) == v for k, v in want.items()):
-                return False
+                return stamped
             spec.update(want)
             return True
 
         return self._update(task, mutate)
+
+    def _stamp(self, obj: dict[str, Any]) -> bool:
+        """Mark the task as worked on by this worker's revision (True when that changed the object)."""
+        if not self.revision:
+            return False
+        ann = obj["metadata"].setdefault("annotations", {})
+        key = revision_annotation(self.agent)
+        if ann.get(key) == self.revision:
+            return False
+        ann[key] = self.revision
+        return True
 
     def start(self, task: Task | str) -> Task:
         """Start (or, after a rejection, restart) the work: request InProgress."""

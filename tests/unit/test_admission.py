@@ -92,3 +92,21 @@ def test_every_policy_has_a_deny_binding_and_fails_closed() -> None:
                 assert d["spec"]["failurePolicy"] == "Fail"
             else:
                 assert d["spec"]["validationActions"] == ["Deny"]
+
+
+def test_revision_stamps_are_set_only_by_the_agent_they_name() -> None:
+    """The `tasks` canary analysis trusts the annotation revision.agentops.dev/<agent>: task-identity (all
+    users) lets only agent-<agent> change it on a task assigned to <agent>; task-agents exempts it from the
+    annotations agents may not touch. (The attack itself: tests/e2e/test_canary_tasks.py.)"""
+    from agentops_operator.taskoutcomes import REVISION_ANNOTATION_PREFIX
+
+    ident = policy("task-identity.yaml", "agentops-task-identity")
+    assert "matchConditions" not in ident["spec"]  # applies to every user, people and agents alike
+    stamps = variable(ident, "revisionStamps")
+    assert stamps.count(f"'{REVISION_ANNOTATION_PREFIX}'") == 2  # added or changed, and removed
+    rule = next(v["expression"] for v in ident["spec"]["validations"] if "variables.revisionStamps" in v["expression"])
+    assert "oldObject != null" in rule  # never on creation
+    assert f"k == '{REVISION_ANNOTATION_PREFIX}' + oldObject.status.assignee" in rule
+    assert "':agent-' + oldObject.status.assignee" in rule
+    agents = policy("task-agents.yaml", "agentops-task-agents")
+    assert variable(agents, "metaChanged").count(f"!k.startsWith('{REVISION_ANNOTATION_PREFIX}')") == 3

@@ -50,6 +50,20 @@ def test_pod_template_is_restricted_and_references_secrets_without_values() -> N
     assert t["metadata"]["labels"]["team"] == "x"
 
 
+def test_pods_know_their_revision_from_the_environment() -> None:
+    """The worker library stamps tasks with it; it is set per Deployment, outside the hashed template."""
+    s = spec(env=[{"name": names.REVISION_ENV, "value": "forged"}])
+    t = wl.revision_template("coder", s)
+    rev = wl.desired_revision("coder", s, {})[0]
+    dep = wl.deployment({"metadata": {"name": "coder", "namespace": "ns", "uid": "u"}}, rev, t, 1,
+                        wl.ro.Role.STABLE, 60)
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e for e in env if e["name"] == names.REVISION_ENV] == [{"name": names.REVISION_ENV, "value": rev}]
+    # The template the revision hash covers is untouched (no circularity, same hash again).
+    assert wl.desired_revision("coder", s, {})[0] == rev
+    assert {"name": names.REVISION_ENV, "value": "forged"} in t["spec"]["containers"][0]["env"]
+
+
 def test_user_pod_labels_cannot_steal_operator_labels() -> None:
     t = wl.revision_template("coder", spec(podLabels={names.LABEL_AGENT: "other"}))
     assert t["metadata"]["labels"][names.LABEL_AGENT] == "coder"

@@ -3,8 +3,11 @@ tests/e2e/test_workers.py against the real cluster."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from agentops_operator import taskrouting
+from agentops_operator.taskoutcomes import revision_annotation
 from agentops_operator.worker import Task, Worker
 
 
@@ -14,9 +17,11 @@ def task(phase: str, requested: str, assignee: str | None = "dev-1", **status: A
                  "status": {"phase": phase, "assignee": assignee, **status}})
 
 
-def worker() -> Worker:
+def worker(revision: str | None = None, agent_status: dict[str, Any] | None = None) -> Worker:
     w = Worker.__new__(Worker)
     w.agent = "dev-1"
+    w.revision = revision
+    w._routing = (time.monotonic() + 3600, agent_status or {})  # a fresh read of the Agent's status
     return w
 
 
@@ -52,3 +57,24 @@ def test_context_collects_outputs_notes_and_rejections_once() -> None:
     no_handoffs = task("Rejected", "Rejected", approvals=[{"approver": "bob", "decision": "Rejected", "reason": "x"},
                                                           {"approver": "bob", "decision": "Approved", "reason": "y"}])
     assert worker().context(no_handoffs).rejections == ["bob: x"]
+
+
+def test_during_a_canary_each_revision_acts_on_its_share_and_stamps_what_it_works_on() -> None:
+    status = {"stableRevision": "r1", "currentRevision": "r2", "canaryWeight": 50}
+    stable, canary = worker("r1", status), worker("r2", status)
+    tasks = [Task({"metadata": {"name": f"t{i}", "uid": f"uid-{i}"}, "spec": {"requestedPhase": "Assigned"},
+                   "status": {"phase": "Assigned", "assignee": "dev-1"}}) for i in range(200)]
+    for t in tasks:
+        assert stable.is_actionable(t) != canary.is_actionable(t)  # exactly one revision takes it
+        want = taskrouting.owner(t.obj["metadata"]["uid"], None, status)
+        assert canary.is_actionable(t) == (want == "r2")
+    assert 60 < sum(canary.is_actionable(t) for t in tasks) < 140
+    # Without a known revision (an external process) or a canary, every worker takes everything.
+    assert all(worker(None, status).is_actionable(t) for t in tasks)
+    assert all(worker("r1", {"stableRevision": "r1"}).is_actionable(t) for t in tasks)
+    # The stamp: this Agent's annotation, written once per revision change.
+    obj: dict[str, Any] = {"metadata": {"name": "t"}}
+    assert canary._stamp(obj) and obj["metadata"]["annotations"] == {revision_annotation("dev-1"): "r2"}
+    assert not canary._stamp(obj)
+    assert not worker(None)._stamp({"metadata": {}})
+    assert stable.stamped(Task(obj)) == "r2"

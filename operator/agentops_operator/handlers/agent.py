@@ -325,10 +325,15 @@ def _measure(obj: dict[str, Any], spec: AgentSpec, plan: ro.Plan, now: datetime)
             m = an.measure_http(metric.http, metric, ctx, now)
         elif metric.prometheus:
             m = an.measure_prometheus(metric.prometheus, metric, ctx, now)
+        elif metric.tasks:  # read from the watch-fed cache, never a LIST
+            m = an.measure_tasks(metric.tasks, metric, meta["name"], plan.state.stable_revision,
+                                 plan.target_revision, run.started_at, store.list("agenttasks", meta["namespace"]),
+                                 now)
         else:
             m = None
         if m is not None:
-            provider = "job" if metric.job else "http" if metric.http else "prometheus"
+            provider = ("job" if metric.job else "http" if metric.http else "tasks" if metric.tasks
+                        else "prometheus")
             MEASUREMENTS_TOTAL.labels(provider, m.phase.value).inc()
             log.info("agent %s/%s analysis %s %s: %s %s", meta["namespace"], meta["name"], run.run_id, metric_name,
                      m.phase.value, m.message)

@@ -181,8 +181,25 @@ class PrometheusProvider(K8sModel):
     timeout_seconds: int = Field(default=5, ge=1, le=60, description="Query timeout.")
 
 
+class TasksProvider(K8sModel):
+    """Compare the canary revision's tasks with the stable revision's since the analysis step began.
+
+    ``result.canary`` and ``result.stable`` each have count, rejected, rejectionRate (first review
+    decision a rejection), firstPassRate (first submission passed its gates at the first attempt),
+    done, medianCycleSeconds (InProgress to Done) and meanCost (quota units committed by the task's
+    moves); rates and the median are null without data. Tasks count for a revision by the annotation
+    revision.agentops.dev/<agent> the worker library stamps (only the Agent's ServiceAccount may).
+    """
+
+    min_count: int = Field(
+        default=1, ge=1, le=10000,
+        description="Decided tasks each side needs; with fewer the measurement is Inconclusive (the rollout "
+                    "pauses for a human unless inconclusiveLimit allows more measurements).",
+    )
+
+
 class Metric(K8sModel):
-    model_config = _one_of("job", "http", "prometheus", what="metric provider")
+    model_config = _one_of("job", "http", "prometheus", "tasks", what="metric provider")
 
     name: str = Field(description="Metric name, unique within the analysis.", pattern=_DNS_LABEL, max_length=30)
     count: int = Field(default=1, ge=1, le=100, description="Measurements to take.")
@@ -202,6 +219,9 @@ class Metric(K8sModel):
     job: JobProvider | None = Field(default=None, description="Job provider.")
     http: HTTPProvider | None = Field(default=None, description="HTTP provider.")
     prometheus: PrometheusProvider | None = Field(default=None, description="Prometheus provider.")
+    tasks: TasksProvider | None = Field(
+        default=None, description="Task-outcome provider: canary tasks against stable tasks (canary strategy)."
+    )
 
 
 class Analysis(K8sModel):
