@@ -84,14 +84,16 @@ class OperatorProcess:
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.health_port = 0
+        self.metrics_port = 0
 
     def start(self) -> None:
         self.health_port = free_port()
+        self.metrics_port = free_port()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agentops_operator", "--health-port", str(self.health_port),
-             "--metrics-port", str(free_port()), "--resync-seconds", "10", "--verbose", *self.extra_args],
+             "--metrics-port", str(self.metrics_port), "--resync-seconds", "10", "--verbose", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )
         url = f"http://127.0.0.1:{self.health_port}/healthz"
