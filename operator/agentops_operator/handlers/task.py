@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 from prometheus_client import Counter
 from pydantic import TypeAdapter, ValidationError
 
-from .. import kube, names, podsecurity, selectors, taskflow
+from .. import gateimages, kube, names, podsecurity, selectors, taskflow
 from .. import settings as settings_mod
 from ..cache import store
 from ..conditions import get_condition, set_condition
@@ -261,6 +261,12 @@ def _move(pend: Pending, spec: AgentTaskSpec, recorded: Phase, requested: Phase)
         pend.condition("Progressing", False, "Blocked", "the namespace gate policy is invalid")
         return None
     gates = taskflow.resolve_gates(key, spec.gates, ns_policy)
+    refused = gateimages.refusal(spec, key, gates, store.labelled("configmaps", pend.obj["metadata"]["namespace"],
+                                                                  POLICY_LABEL, "true"))
+    if refused:  # the namespace's gate-image allow-list: no Job is started
+        pend.condition("TransitionBlocked", True, "ImageNotAllowed", refused, "Warning")
+        pend.condition("Progressing", False, "Blocked", "a gate image is not allowed in this namespace")
+        return None
     missing = _missing_inputs(spec, gates)
     if missing:
         pend.condition("TransitionBlocked", True, "MissingInput",
