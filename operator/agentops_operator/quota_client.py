@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,14 +192,34 @@ def check(api: client.CustomObjectsApi, namespace: str, name: str, amount: int =
     return _grant(run(api, namespace, name, ql.Check(amount)))
 
 
+def whoami(api: client.CustomObjectsApi) -> str:
+    """The username the API server sees for `api`'s credentials (one SelfSubjectReview per client)."""
+    known = _usernames.get(api.api_client)
+    if known is None:
+        review = client.AuthenticationV1Api(api.api_client).create_self_subject_review(
+            client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"))
+        known = _usernames[api.api_client] = str(review.status.user_info.username)
+    return known
+
+
+_usernames: weakref.WeakKeyDictionary[client.ApiClient, str] = weakref.WeakKeyDictionary()
+
+
 def reserve(
-    api: client.CustomObjectsApi, namespace: str, name: str, holder: str, amount: int, reason: str = ""
+    api: client.CustomObjectsApi, namespace: str, name: str, holder: str, amount: int, reason: str = "",
+    by: str | None = None,
 ) -> Grant:
-    """Hold `amount` units for `holder` until commit or release; again for the same holder returns the hold."""
+    """Hold `amount` units for `holder` until commit or release; again for the same holder returns the hold.
+
+    A holder that is not an AgentTask's is bound to the identity that reserves it (`by`, default: who
+    the API server says the caller is): admission lets only that identity, or the operator, commit or
+    release it, and another identity reserving the same holder is refused (HolderTaken)."""
     _positive(amount)
     if not holder:
         raise ValueError("holder must not be empty")
-    return _grant(run(api, namespace, name, ql.Reserve(holder, amount, reason)))
+    if by is None:
+        by = "" if holder.startswith(ql.TASK_HOLDER) else whoami(api)
+    return _grant(run(api, namespace, name, ql.Reserve(holder, amount, reason, by)))
 
 
 def _settle_reservation(api: client.CustomObjectsApi, namespace: str, name: str, op: ql.Op) -> None:

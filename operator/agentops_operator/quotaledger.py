@@ -121,6 +121,7 @@ class Reserve:
     holder: str
     amount: int
     reason: str = ""
+    by: str = ""  # the maker's username (admission binds a reservation not of a task to it)
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,9 @@ def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime, may_roll:
         done = _committed(led, op.holder)
         if done is not None:
             message = f"already committed {done['amount']} for {op.holder}"  # a retry: charged once
+        elif mine is not None and (mine.get("by") or "") != op.by and not op.holder.startswith(TASK_HOLDER):
+            granted = False
+            message = f"HolderTaken: {op.holder} is reserved by {mine.get('by') or 'another identity'}"
         elif mine is not None:
             message = f"already reserved {mine['amount']} for {op.holder}"  # idempotent per holder
         elif len(led["reservations"]) >= MAX_RESERVATIONS or held_and_remembered(led) >= MAX_HOLDS:
@@ -315,6 +319,7 @@ def apply(v: QuotaView, status: dict[str, Any], op: Op, now: datetime, may_roll:
             if granted:
                 led["reservations"].append(
                     {"holder": op.holder, "amount": op.amount, "at": format_time(now), "reason": op.reason[:256]}
+                    | ({"by": op.by} if op.by else {})
                 )
                 message = f"reserved {op.amount} for {op.holder}"
             else:

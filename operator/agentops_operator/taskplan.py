@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import deploygate, names, podsecurity, taskflow
+from . import deploygate, gateimages, names, podsecurity, taskflow
 from .conditions import get_condition, set_condition
 from .lifecycle import Phase, Verdict, describe_allowed, is_legal, judge_request, transition_key
 from .models.task import AgentTaskSpec, ApprovalGateSpec, Gate, JobGateSpec, RolloutGateStatus, TransitionGates
@@ -125,6 +125,7 @@ class MoveInputs:
     missing_refs: Mapping[str, str] = field(default_factory=dict)  # gate name -> what is missing
     failure_details: Mapping[str, str] = field(default_factory=dict)  # failed Job name -> why
     rollout: deploygate.GateView | None = None  # the Rollout gate's view of spec.deploy.agent
+    policy_configmaps: tuple[dict[str, Any], ...] = ()  # the namespace's gate-policy ConfigMaps (image allow-list)
     history_limit: int = DEFAULT_HISTORY_LIMIT  # the operator's cap
 
     @property
@@ -378,6 +379,11 @@ def _move(d: Draft, inputs: MoveInputs, recorded: Phase, requested: Phase,
         d.condition("Progressing", False, "Blocked", "the namespace gate policy is invalid")
         return None
     gates = deploygate.with_rollout_gate(key, spec.deploy, taskflow.resolve_gates(key, spec.gates, inputs.policy))
+    refused_image = gateimages.refusal(spec, key, gates, list(inputs.policy_configmaps))
+    if refused_image:  # the namespace's gate-image allow-list: no Job is started
+        d.condition("TransitionBlocked", True, "ImageNotAllowed", refused_image, "Warning")
+        d.condition("Progressing", False, "Blocked", "a gate image is not allowed in this namespace")
+        return None
     missing = missing_inputs(spec, gates)
     if missing:
         d.condition("TransitionBlocked", True, "MissingInput", f"{key} needs {', '.join(missing)} to be set",

@@ -207,3 +207,14 @@ def test_retries_and_duplicates_charge_each_commit_once(steps: list[tuple[str, i
         assert ql.held_and_remembered(s) <= ql.MAX_HOLDS
         if enforcement == "Hard":
             assert s["used"] + s["reserved"] <= limit
+
+
+def test_a_holder_not_of_a_task_belongs_to_the_identity_that_reserved_it() -> None:
+    obj = quota(limit=5)
+    assert run(obj, ql.Reserve("a/run-1", 2, by="agent-a"), at(1)).granted
+    assert obj["status"]["reservations"][0]["by"] == "agent-a"
+    again = run(obj, ql.Reserve("a/run-1", 2, by="agent-a"), at(2))  # its maker's retry: the same hold
+    assert again.granted and again.patch == {}
+    squat = run(obj, ql.Reserve("a/run-1", 2, by="agent-b"), at(2))  # another identity: no grant
+    assert not squat.granted and squat.message.startswith("HolderTaken") and squat.patch == {}
+    assert obj["status"]["reserved"] == 2

@@ -112,6 +112,7 @@ def _observe(obj: dict[str, Any], spec: AgentTaskSpec, status: dict[str, Any], n
         obj=obj, spec=spec, status=status, now=now, policy=policy, policy_error=policy_error, jobs=jobs,
         quotas=quotas, role_users=role_users, agents=agents, failure_details=_failure_details(ns, jobs),
         history_limit=settings_mod.current.history_limit, rollout=rollout,
+        policy_configmaps=tuple(store.labelled("configmaps", ns, POLICY_LABEL, "true")),
     )
 
 
@@ -199,8 +200,9 @@ def _write_plan(obj: dict[str, Any], plan: taskplan.MovePlan) -> float | None:
             # between the write and the Event can emit it again without a duplicate.
             name = transition_event_name(obj, int(st.get("transitions", 0))) if reason == "Transitioned" else None
             kube.emit_event(obj, type_, reason, message, name=name)
-        if plan.transitions:
-            _events_checked[meta["uid"]] = int(st.get("transitions", 0))
+        n = int(st.get("transitions", 0))
+        if plan.transitions and _events_checked.get(meta["uid"], 0) == n - len(plan.transitions):
+            _events_checked[meta["uid"]] = n  # earlier moves' Events were checked by this process
     else:
         _ensure_transition_event(obj, datetime.now(UTC))
     return plan.requeue
@@ -243,22 +245,28 @@ def forget(uid: str) -> None:
 
 
 def _ensure_transition_event(obj: dict[str, Any], now: datetime) -> None:
-    """After a restart, the Event of the last recorded move may be missing (the process died between
-    the status write and the Event): emit it once more under its deterministic name (409 if it exists).
-    Only for moves recorded in the last few minutes, and once per move per process."""
+    """After a restart, the Events of the last recorded moves may be missing (the process died between
+    a status write and its Events, which are sent asynchronously, possibly several moves ago): emit
+    each again under its deterministic name (409 if it exists). Only for moves recorded in the last
+    few minutes, and once per move per process."""
     st = obj.get("status") or {}
     n = int(st.get("transitions", 0))
     uid = obj["metadata"]["uid"]
-    if n == 0 or _events_checked.get(uid) == n:
+    checked = _events_checked.get(uid, 0)
+    if n <= checked:
         return
     _events_checked[uid] = n
-    last = (st.get("history") or [{}])[-1]
-    at = parse_time(last.get("at"))
-    if not at or (now - at).total_seconds() > TRANSITION_EVENT_RECHECK_SECONDS:
-        return
-    gates = ", ".join(f"{g['name']} {str(g.get('state', '')).lower()}" for g in last.get("gates") or []) or "no gates"
-    kube.emit_event(obj, "Normal", "Transitioned", f"{last.get('from')} -> {last.get('to')} by {last.get('by')} "
-                    f"({gates})", name=transition_event_name(obj, n))
+    history = st.get("history") or []
+    first = n - len(history) + 1  # the move number of history[0] (history keeps only the last ones)
+    for i, entry in enumerate(history):
+        at = parse_time(entry.get("at"))
+        if first + i <= checked or not at or (now - at).total_seconds() > TRANSITION_EVENT_RECHECK_SECONDS:
+            continue
+        gates = ", ".join(f"{g['name']} {str(g.get('state', '')).lower()}" for g in entry.get("gates") or []) \
+            or "no gates"
+        why = f": {taskplan.clip(entry['reason'], taskplan.MAX_MESSAGE)}" if entry.get("reason") else ""
+        kube.emit_event(obj, "Normal", "Transitioned", f"{entry.get('from')} -> {entry.get('to')} by "
+                        f"{entry.get('by')} ({gates}){why}", name=transition_event_name(obj, first + i))
 
 
 def _full_replace(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

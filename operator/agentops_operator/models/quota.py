@@ -69,6 +69,14 @@ class QuotaReservation(K8sModel):
     amount: int = Field(ge=1, description="Units held until commit or release.")
     at: datetime = Field(description="When it was reserved.")
     reason: str = Field(default="", description="Why (the move it is for).", max_length=256)
+    by: str = Field(
+        default="",
+        description=(
+            "The username that made it (reservations not of AgentTasks): admission requires the requester's own "
+            "username here, and lets only that identity (or the operator) release or commit it."
+        ),
+        max_length=1024,
+    )
 
 
 class QuotaCommit(K8sModel):
