@@ -2,24 +2,28 @@
 
 Every write carries one field manager (`agentops-operator`) and feeds its response into the
 watch-fed cache (`cache.store`), so the next reconcile sees our own write without waiting for the
-watch. 404/409 handling lives here once: `read_or_none`, `create_or_adopt`, `delete_if_exists`.
+watch. 404/409 handling lives here once: `read_or_none`, `create_or_adopt`, `delete_if_exists`, and
+`failure(exc)` / `error_message(exc)`, which say what a failed call means to whoever called it.
 Every request has a timeout and is counted (`agentops_api_requests_total{verb,resource}`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import re
 import threading
 import time
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import Counter
 from urllib3 import HTTPHeaderDict
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import GROUP, VERSION
 from .cache import notify, store
@@ -139,6 +143,57 @@ def _observe(plural: str, obj: Any) -> dict[str, Any]:
         if changed:
             notify(plural, old, body, True)
     return body
+
+
+# ---- what a failed call means ---------------------------------------------------------------
+
+
+class Failure(Enum):
+    """What a failed API call means to its caller (`failure(exc)`)."""
+
+    GONE = "gone"  # 404: the object is gone (its DELETED event follows)
+    CONFLICT = "conflict"  # 409: someone wrote first; the watch brings the newer version
+    NAMESPACE_ENDING = "namespace-ending"  # the namespace is being deleted (or already is)
+    UNAVAILABLE = "unavailable"  # no answer: connection refused or reset, timeout, 5xx
+    REFUSED = "refused"  # any other API error: the request itself is wrong (422, 403, ...)
+
+
+_UNAVAILABLE_STATUS = (0, 500, 502, 503, 504, None)
+
+
+def failure(exc: BaseException) -> Failure | None:
+    """Classify an exception raised by a call through this module; None: not an API failure (a bug)."""
+    if isinstance(exc, ApiException):
+        body = exc.body if isinstance(exc.body, str) else ""
+        if (exc.status == 403 and "being terminated" in body) or (exc.status == 404 and '"kind":"namespaces"' in body):
+            return Failure.NAMESPACE_ENDING
+        if exc.status == 404:
+            return Failure.GONE
+        if exc.status == 409:
+            return Failure.CONFLICT
+        if exc.status in _UNAVAILABLE_STATUS:
+            return Failure.UNAVAILABLE
+        return Failure.REFUSED
+    if isinstance(exc, Urllib3Error | OSError | TimeoutError):
+        return Failure.UNAVAILABLE
+    return None
+
+
+def error_message(exc: BaseException) -> str:
+    """`API error 422 Unprocessable Entity: spec.template...image: Required value` — the field named."""
+    if not isinstance(exc, ApiException):
+        return f"{type(exc).__name__}: {exc}"
+    text = f"API error {exc.status} {exc.reason}"
+    try:
+        body = json.loads(exc.body) if isinstance(exc.body, str | bytes) else {}
+    except ValueError:
+        body = {}
+    causes = ((body.get("details") or {}).get("causes") or []) if isinstance(body, dict) else []
+    if causes:
+        return text + ": " + "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes[:5])
+    if isinstance(body, dict) and body.get("message"):
+        return f"{text}: {str(body['message'])[:500]}"
+    return text
 
 
 # ---- custom resources ------------------------------------------------------------------------
