@@ -147,13 +147,12 @@ def _task_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: b
                               separators=(",", ":"), default=str))
     elif not own:  # our own write was computed by that very reconcile: nothing new to see
         runtime.enqueue("agenttasks", ns, name)
+    stats.stats.task_changed(old, new)
     moved = (o_st.get("phase"), o_st.get("assignee"), o_st.get("completedBy"), o_st.get("lastTransitionTime")) != (
         n_st.get("phase"), n_st.get("assignee"), n_st.get("completedBy"), n_st.get("lastTransitionTime"))
     if new is None or old is None or moved:
         if task.assignment_relevant(old, new):
             runtime.enqueue(task.ASSIGN, ns, "", delay=task.ASSIGN_DEBOUNCE_SECONDS)
-        stats.stats.touch(ns, {o_st.get("assignee"), n_st.get("assignee"), o_st.get("completedBy"),
-                               n_st.get("completedBy")})
         for agent_name in agent.queue_scaled_agents(ns):
             runtime.enqueue("agents", ns, agent_name)
 
