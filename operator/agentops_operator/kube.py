@@ -9,12 +9,16 @@ Every request has a timeout and is counted (`agentops_api_requests_total{verb,re
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import json
 import logging
 import queue
 import re
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -442,15 +446,39 @@ def job_failure_detail(namespace: str, job: str, limit: int = 500) -> str:
 # ---- priming the cache -----------------------------------------------------------------------
 
 
-def list_raw(path: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
-    """One LIST (a plain dict per item, with apiVersion/kind filled in) and its resourceVersion."""
-    query = [("labelSelector", label_selector)] if label_selector else []
-    out = api_client().call_api(path, "GET", query_params=query, header_params={"Accept": "application/json"},
-                                response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True)
-    items = list(out.get("items") or [])
-    api_version = out.get("apiVersion", "")
-    kind = (out.get("kind") or "").removesuffix("List")
-    for item in items:
-        item.setdefault("apiVersion", api_version)
-        item.setdefault("kind", kind)
-    return items, (out.get("metadata") or {}).get("resourceVersion", "")
+LIST_PAGE = 500  # items per LIST page when priming: bounds the JSON held at once (a 10,000-task LIST is ~26 MB)
+
+
+def list_pages(path: str, label_selector: str | None = None,
+               limit: int = LIST_PAGE) -> Iterator[list[dict[str, Any]]]:
+    """A LIST in pages of `limit` (`continue` tokens): each page's items as plain dicts, with apiVersion
+    and kind filled in. The caller keeps what it needs of a page before the next one is read."""
+    token: str | None = None
+    while True:
+        query: list[tuple[str, Any]] = [("limit", limit)]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if token:
+            query.append(("continue", token))
+        out = api_client().call_api(path, "GET", query_params=query, header_params={"Accept": "application/json"},
+                                    response_type="object", auth_settings=["BearerToken"],
+                                    _return_http_data_only=True)
+        items = list(out.get("items") or [])
+        api_version = out.get("apiVersion", "")
+        kind = (out.get("kind") or "").removesuffix("List")
+        for item in items:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        token = (out.get("metadata") or {}).get("continue") or None
+        del out
+        yield items
+        if not token:
+            return
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc's malloc_trim): after priming, the pages'
+    JSON and the watch's initial listing are garbage that would otherwise stay in the process's RSS."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
