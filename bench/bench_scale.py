@@ -366,6 +366,8 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
                 time.sleep(0.2)
             out["restart_to_all_reconciled_s"] = round(time.monotonic() - t0, 2)
             out["operator_rss_mib_after_restart"] = rss_mib(op.proc.pid) if op.proc else float("nan")
+            time.sleep(10)  # the start-up garbage (initial LISTs) is returned once the first pass is done
+            out["operator_rss_mib_10s_after_restart"] = rss_mib(op.proc.pid) if op.proc else float("nan")
         return out
     finally:
         pw.stop()

@@ -2,24 +2,32 @@
 
 Every write carries one field manager (`agentops-operator`) and feeds its response into the
 watch-fed cache (`cache.store`), so the next reconcile sees our own write without waiting for the
-watch. 404/409 handling lives here once: `read_or_none`, `create_or_adopt`, `delete_if_exists`.
+watch. 404/409 handling lives here once: `read_or_none`, `create_or_adopt`, `delete_if_exists`, and
+`failure(exc)` / `error_message(exc)`, which say what a failed call means to whoever called it.
 Every request has a timeout and is counted (`agentops_api_requests_total{verb,resource}`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
+import json
 import logging
 import queue
 import re
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import Counter
 from urllib3 import HTTPHeaderDict
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import GROUP, VERSION
 from .cache import notify, store
@@ -139,6 +147,57 @@ def _observe(plural: str, obj: Any) -> dict[str, Any]:
         if changed:
             notify(plural, old, body, True)
     return body
+
+
+# ---- what a failed call means ---------------------------------------------------------------
+
+
+class Failure(Enum):
+    """What a failed API call means to its caller (`failure(exc)`)."""
+
+    GONE = "gone"  # 404: the object is gone (its DELETED event follows)
+    CONFLICT = "conflict"  # 409: someone wrote first; the watch brings the newer version
+    NAMESPACE_ENDING = "namespace-ending"  # the namespace is being deleted (or already is)
+    UNAVAILABLE = "unavailable"  # no answer: connection refused or reset, timeout, 5xx
+    REFUSED = "refused"  # any other API error: the request itself is wrong (422, 403, ...)
+
+
+_UNAVAILABLE_STATUS = (0, 500, 502, 503, 504, None)
+
+
+def failure(exc: BaseException) -> Failure | None:
+    """Classify an exception raised by a call through this module; None: not an API failure (a bug)."""
+    if isinstance(exc, ApiException):
+        body = exc.body if isinstance(exc.body, str) else ""
+        if (exc.status == 403 and "being terminated" in body) or (exc.status == 404 and '"kind":"namespaces"' in body):
+            return Failure.NAMESPACE_ENDING
+        if exc.status == 404:
+            return Failure.GONE
+        if exc.status == 409:
+            return Failure.CONFLICT
+        if exc.status in _UNAVAILABLE_STATUS:
+            return Failure.UNAVAILABLE
+        return Failure.REFUSED
+    if isinstance(exc, Urllib3Error | OSError | TimeoutError):
+        return Failure.UNAVAILABLE
+    return None
+
+
+def error_message(exc: BaseException) -> str:
+    """`API error 422 Unprocessable Entity: spec.template...image: Required value` — the field named."""
+    if not isinstance(exc, ApiException):
+        return f"{type(exc).__name__}: {exc}"
+    text = f"API error {exc.status} {exc.reason}"
+    try:
+        body = json.loads(exc.body) if isinstance(exc.body, str | bytes) else {}
+    except ValueError:
+        body = {}
+    causes = ((body.get("details") or {}).get("causes") or []) if isinstance(body, dict) else []
+    if causes:
+        return text + ": " + "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes[:5])
+    if isinstance(body, dict) and body.get("message"):
+        return f"{text}: {str(body['message'])[:500]}"
+    return text
 
 
 # ---- custom resources ------------------------------------------------------------------------
@@ -387,15 +446,39 @@ def job_failure_detail(namespace: str, job: str, limit: int = 500) -> str:
 # ---- priming the cache -----------------------------------------------------------------------
 
 
-def list_raw(path: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
-    """One LIST (a plain dict per item, with apiVersion/kind filled in) and its resourceVersion."""
-    query = [("labelSelector", label_selector)] if label_selector else []
-    out = api_client().call_api(path, "GET", query_params=query, header_params={"Accept": "application/json"},
-                                response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True)
-    items = list(out.get("items") or [])
-    api_version = out.get("apiVersion", "")
-    kind = (out.get("kind") or "").removesuffix("List")
-    for item in items:
-        item.setdefault("apiVersion", api_version)
-        item.setdefault("kind", kind)
-    return items, (out.get("metadata") or {}).get("resourceVersion", "")
+LIST_PAGE = 500  # items per LIST page when priming: bounds the JSON held at once (a 10,000-task LIST is ~26 MB)
+
+
+def list_pages(path: str, label_selector: str | None = None,
+               limit: int = LIST_PAGE) -> Iterator[list[dict[str, Any]]]:
+    """A LIST in pages of `limit` (`continue` tokens): each page's items as plain dicts, with apiVersion
+    and kind filled in. The caller keeps what it needs of a page before the next one is read."""
+    token: str | None = None
+    while True:
+        query: list[tuple[str, Any]] = [("limit", limit)]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if token:
+            query.append(("continue", token))
+        out = api_client().call_api(path, "GET", query_params=query, header_params={"Accept": "application/json"},
+                                    response_type="object", auth_settings=["BearerToken"],
+                                    _return_http_data_only=True)
+        items = list(out.get("items") or [])
+        api_version = out.get("apiVersion", "")
+        kind = (out.get("kind") or "").removesuffix("List")
+        for item in items:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        token = (out.get("metadata") or {}).get("continue") or None
+        del out
+        yield items
+        if not token:
+            return
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc's malloc_trim): after priming, the pages'
+    JSON and the watch's initial listing are garbage that would otherwise stay in the process's RSS."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

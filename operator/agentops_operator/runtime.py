@@ -16,16 +16,13 @@ We avoid kopf timers and daemons because they put a finalizer on every object.
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 from prometheus_client import Counter, Gauge, Histogram
-from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import kube
 from . import settings as settings_mod
@@ -114,38 +111,25 @@ class Runtime:
             self.queue.forget_failures(key)
             if self._errors.pop(key, None) is not None and obj is not None:
                 kube.emit_event(obj, "Normal", "Reconciled", "reconciling succeeds again")
-        except ApiException as exc:
+        except Exception as exc:
             self._reconciled_rv.pop(key, None)
-            if _namespace_going_away(exc):
+            why = kube.failure(exc)
+            if why is kube.Failure.NAMESPACE_ENDING:
                 log.debug("reconcile %s %s/%s skipped: namespace is going away", kind, namespace, name)
                 outcome = "gone"
                 return
-            if exc.status == 404 and obj is not None:
+            if why is kube.Failure.GONE and obj is not None:
                 outcome = "gone"  # deleted under us; the watch's DELETED event follows
                 return
-            if exc.status == 409:
-                outcome = "conflict"  # someone wrote first: the watch brings the new version; retry soon
-                requeue = self.queue.backoff(key)
-            elif exc.status in (0, 500, 502, 503, 504) or exc.status is None:
-                outcome = "error"
-                self._outage_seen(f"{exc.status} {exc.reason}")
-                requeue = self.queue.backoff(key)
-            else:
-                outcome = "error"
-                message = api_error_message(exc)
-                self._report(key, obj, message)
-                requeue = self.queue.backoff(key)
-        except (Urllib3Error, OSError, TimeoutError) as exc:
-            outcome = "error"
-            self._reconciled_rv.pop(key, None)
-            self._outage_seen(f"{type(exc).__name__}: {exc}")
-            requeue = self.queue.backoff(key)
-        except Exception as exc:
-            outcome = "error"
-            self._reconciled_rv.pop(key, None)
-            if key not in self._errors:
-                log.exception("reconcile %s %s/%s crashed", kind, namespace, name)
-            self._report(key, obj, f"{type(exc).__name__}: {exc}")
+            outcome = "conflict" if why is kube.Failure.CONFLICT else "error"
+            if why is kube.Failure.UNAVAILABLE:
+                self._outage_seen(kube.error_message(exc))
+            elif why is None:  # not the API: a bug; logged with its traceback once per distinct error
+                if key not in self._errors:
+                    log.exception("reconcile %s %s/%s crashed", kind, namespace, name)
+                self._report(key, obj, kube.error_message(exc))
+            elif why is not kube.Failure.CONFLICT:  # someone wrote first: the watch brings it; retry soon
+                self._report(key, obj, kube.error_message(exc))
             requeue = self.queue.backoff(key)
         finally:
             RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
@@ -233,26 +217,6 @@ class Runtime:
     def stop(self) -> None:
         self._stop.set()
         self.queue.close()
-
-
-def api_error_message(exc: ApiException) -> str:
-    """`API error 422 Unprocessable Entity: spec.template...image: Required value` — the field named."""
-    text = f"API error {exc.status} {exc.reason}"
-    try:
-        body = json.loads(exc.body) if isinstance(exc.body, str | bytes) else {}
-    except ValueError:
-        body = {}
-    causes = ((body.get("details") or {}).get("causes") or []) if isinstance(body, dict) else []
-    if causes:
-        return text + ": " + "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes[:5])
-    if isinstance(body, dict) and body.get("message"):
-        return f"{text}: {str(body['message'])[:500]}"
-    return text
-
-
-def _namespace_going_away(exc: ApiException) -> bool:
-    body = exc.body if isinstance(exc.body, str) else ""
-    return (exc.status == 403 and "being terminated" in body) or (exc.status == 404 and '"kind":"namespaces"' in body)
 
 
 def watched(namespace: str) -> bool:

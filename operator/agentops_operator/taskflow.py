@@ -295,12 +295,13 @@ class AgentStatistics:
                 "lastActive": self.last_active}
 
 
-def agent_statistics(task_statuses: list[dict[str, Any]]) -> dict[str, AgentStatistics]:
-    """activeTasks, tasksCompleted and lastActive per agent, counted from the tasks themselves (so they
-    never drift). active: assigned and in an ACTIVE_PHASES phase. completed: stages the agent
-    finished: every pipeline handoff away from it (a change of stage; a hand-back within a stage does
-    not count), the task it completed (Done), and Deployed when someone else had completed it.
-    lastActive: the latest move of a task it holds or completed, or a handoff it made."""
+Contribution = tuple[tuple[str, int, int, str | None], ...]  # (agent, active, completed, lastActive), by agent
+
+
+def task_statistics(st: dict[str, Any]) -> Contribution:
+    """What one task contributes to its agents' statistics (see `agent_statistics`), sorted by agent:
+    the figures of all tasks are the sums of these (and the latest lastActive), so they can be kept
+    incrementally from the watched tasks."""
     active_phases = {p.value for p in ACTIVE_PHASES}
     active: dict[str, int] = {}
     completed: dict[str, int] = {}
@@ -310,22 +311,35 @@ def agent_statistics(task_statuses: list[dict[str, Any]]) -> dict[str, AgentStat
         if isinstance(who, str) and isinstance(at, str) and (who not in last or at > last[who]):
             last[who] = at
 
+    assignee, done_by, at = st.get("assignee"), st.get("completedBy"), st.get("lastTransitionTime")
+    if isinstance(assignee, str) and st.get("phase") in active_phases:
+        active[assignee] = active.get(assignee, 0) + 1
+    stage: Any = None
+    for h in st.get("handoffs") or []:
+        frm, to = h.get("fromAgent"), h.get("toAgent")
+        if isinstance(frm, str) and frm != to and h.get("stage") != stage and stage is not None:
+            completed[frm] = completed.get(frm, 0) + 1
+            seen(frm, h.get("at"))
+        stage = h.get("stage")
+    if isinstance(done_by, str):
+        completed[done_by] = completed.get(done_by, 0) + 1
+    if st.get("phase") == "Deployed" and isinstance(assignee, str) and assignee != done_by:
+        completed[assignee] = completed.get(assignee, 0) + 1
+    seen(assignee, at)
+    seen(done_by, at)
+    return tuple((a, active.get(a, 0), completed.get(a, 0), last.get(a)) for a in sorted({*active, *completed, *last}))
+
+
+def agent_statistics(task_statuses: list[dict[str, Any]]) -> dict[str, AgentStatistics]:
+    """activeTasks, tasksCompleted and lastActive per agent, counted from the tasks themselves (so they
+    never drift). active: assigned and in an ACTIVE_PHASES phase. completed: stages the agent
+    finished: every pipeline handoff away from it (a change of stage; a hand-back within a stage does
+    not count), the task it completed (Done), and Deployed when someone else had completed it.
+    lastActive: the latest move of a task it holds or completed, or a handoff it made."""
+    out: dict[str, AgentStatistics] = {}
     for st in task_statuses:
-        assignee, done_by, at = st.get("assignee"), st.get("completedBy"), st.get("lastTransitionTime")
-        if isinstance(assignee, str) and st.get("phase") in active_phases:
-            active[assignee] = active.get(assignee, 0) + 1
-        stage: Any = None
-        for h in st.get("handoffs") or []:
-            frm, to = h.get("fromAgent"), h.get("toAgent")
-            if isinstance(frm, str) and frm != to and h.get("stage") != stage and stage is not None:
-                completed[frm] = completed.get(frm, 0) + 1
-                seen(frm, h.get("at"))
-            stage = h.get("stage")
-        if isinstance(done_by, str):
-            completed[done_by] = completed.get(done_by, 0) + 1
-        if st.get("phase") == "Deployed" and isinstance(assignee, str) and assignee != done_by:
-            completed[assignee] = completed.get(assignee, 0) + 1
-        seen(assignee, at)
-        seen(done_by, at)
-    return {a: AgentStatistics(active.get(a, 0), completed.get(a, 0), last.get(a))
-            for a in {*active, *completed, *last}}
+        for agent, active, completed, last in task_statistics(st):
+            have = out.get(agent, AgentStatistics())
+            latest = have.last_active if last is None or (have.last_active or "") >= last else last
+            out[agent] = AgentStatistics(have.active_tasks + active, have.tasks_completed + completed, latest)
+    return out

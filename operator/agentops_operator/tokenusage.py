@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
+from .quotaledger import RESOURCE_PATTERN
+
 METRIC = "gen_ai.client.token.usage"
 ATTR_TYPE = "gen_ai.token.type"
 ATTR_MODEL = "gen_ai.request.model"
@@ -42,9 +44,6 @@ HOLDER_PREFIX = "Tokens/"  # the admission policy binds `Tokens/<agent>/` to the
 TOKEN_TYPES = ("input", "output")
 MAX_HOLDER = 512  # QuotaReservation.holder's max_length
 MAX_MODEL_IN_HOLDER = 160
-# A Quota resource: a key, optionally `/` and a qualifier such as a model name (`tokens/gpt-4o`).
-RESOURCE_PATTERN = r"^[a-z0-9.-]{1,63}(/[A-Za-z0-9._:@+-]{1,189})?$"
-MAX_RESOURCE = 253
 _RESOURCE_RE = re.compile(RESOURCE_PATTERN)
 _SEGMENT_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

@@ -71,6 +71,21 @@ def test_rolling_happy_path_and_kubectl_scale(ns: str, operator) -> None:
     assert numbers[old] == "3" and len(numbers) == 2
 
 
+def test_zero_replicas_is_healthy_without_pods_and_scales_up_and_back(ns: str, operator) -> None:
+    # spec.replicas: 0 from the start: nothing to run is the goal reached (Healthy, no Deployment),
+    # not a rollout stuck Progressing "0/0 available".
+    a = create_agent(ns, "idle", rolling(), replicas=0)
+    assert a["status"]["stableRevision"] == a["status"]["desiredRevision"]
+    assert a["status"]["replicas"] == 0 and deployments(ns, "idle") == {}
+    kubectl("scale", "agent", "idle", "-n", ns, "--replicas=1")
+    wait_agent(ns, "idle", lambda a: a["status"].get("availableReplicas") == 1
+               and a["status"].get("phase") == "Healthy", what="scaled to 1")
+    kubectl("scale", "agent", "idle", "-n", ns, "--replicas=0")
+    a = wait_agent(ns, "idle", lambda a: a["status"].get("phase") == "Healthy" and a["status"].get("replicas") == 0
+                   and all(d.spec.replicas == 0 for d in deployments(ns, "idle").values()), what="back to 0")
+    assert "0/0 available" in a["status"]["message"]
+
+
 def test_rolling_failed_post_update_analysis_rolls_back(ns: str, operator) -> None:
     first = create_agent(ns, "coder", rolling(post=analysis(job_metric(fail=True, message="smoke test failed"))))
     old = first["status"]["stableRevision"]

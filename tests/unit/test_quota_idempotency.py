@@ -82,7 +82,7 @@ def test_stale_reservations_are_those_of_gone_or_moved_on_tasks() -> None:
     for h in (task_holder("a", 1), task_holder("b", 4), task_holder("gone", 0), "client-hold"):
         run(obj, ql.Reserve(h, 1), at(1))
     tasks = {"a": ql.TaskView("u1", 2), "b": ql.TaskView("u1", 4)}
-    assert [r["holder"] for r in ql.stale_reservations(obj["status"], tasks)] == [
+    assert [r.holder for r in ql.stale_reservations(obj["status"], tasks)] == [
         task_holder("a", 1), task_holder("gone", 0)]
 
 

@@ -103,7 +103,7 @@ def test_rollover_resets_used_keeps_reservations_and_counts_missed_windows() -> 
     assert st_["reserved"] == 3 and [r["holder"] for r in st_["reservations"]] == ["task-a"]
     assert st_["remaining"] == 7
     assert st_["windowStart"] == "2024-03-01T15:00:00Z" and st_["resetAt"] == "2024-03-01T16:00:00Z"
-    assert res.rolled == st_["lastReset"]
+    assert res.rolled is not None and res.rolled.wire() == st_["lastReset"]
     assert st_["lastReset"] == {
         "at": "2024-03-01T15:05:00Z",
         "windowStart": "2024-03-01T15:00:00Z",
@@ -128,7 +128,7 @@ def test_a_call_after_reset_at_is_judged_against_the_new_window() -> None:
     assert res.granted and obj["status"]["used"] == 2
     last = obj["status"]["lastReset"]
     assert last["by"] == "client:agent-x" and last["eventRecorded"] is False  # for the operator to announce
-    assert ql.reset_message(last).endswith("rolled over by client:agent-x")
+    assert ql.reset_message(ql.QuotaReset.model_validate(last)).endswith("rolled over by client:agent-x")
     # Announcing flips the flag exactly once.
     assert run(obj, ql.AnnounceReset(last["windowStart"]), at(62)).granted
     assert obj["status"]["lastReset"]["eventRecorded"] is True
@@ -139,7 +139,7 @@ def test_an_idle_window_ends_without_an_event() -> None:
     obj = quota(window="1h")
     run(obj, ql.Settle(), at(1))
     res = run(obj, ql.Consume(1), at(61))
-    assert res.rolled is not None and res.rolled["eventRecorded"] is True
+    assert res.rolled is not None and res.rolled.event_recorded is True
     assert not ql.worth_announcing(res.rolled)
 
 
@@ -158,8 +158,8 @@ def test_a_lagging_clock_never_moves_the_window_back() -> None:
     obj = quota(window="1h")
     run(obj, ql.Consume(1), at(61))  # written by a caller already in the 13:00 window
     res = ql.apply(ql.view(obj), obj["status"], ql.Consume(1), at(59))  # a caller whose clock lags
-    assert res.status["windowStart"] == "2024-03-01T13:00:00Z"
-    assert res.status["used"] == 2
+    assert res.status.wire()["windowStart"] == "2024-03-01T13:00:00Z"
+    assert res.status.used == 2
 
 
 def test_lowering_the_limit_updates_remaining() -> None:

@@ -440,6 +440,8 @@ class Sim:
         """The Deployment controller: planned pods of a healthy revision are available next tick."""
         new: dict[str, DeploymentObservation] = {}
         for d in p.deployments:
+            if d.replicas == 0 and d.revision not in self.obs:
+                continue  # as the handler: no Deployment is created to keep at zero
             if d.role is Role.ROLLING:
                 # One in-place Deployment: a stuck update keeps old pods (replicas above spec).
                 ok = self.healthy(d.revision)
@@ -715,6 +717,32 @@ def test_scale_to_zero_and_back() -> None:
     p = sim.tick()
     assert reps(p) == {"old": 3} and p.phase is RolloutPhase.PROGRESSING
     assert sim.tick().phase is RolloutPhase.HEALTHY
+
+
+@pytest.mark.parametrize("strategy", [canary(SetWeightStep(50)), rolling(), blue_green()])
+def test_zero_replicas_from_the_start_is_healthy_and_idle(strategy: StrategySpec) -> None:
+    # spec.replicas: 0 on a new Agent: no Deployment is created, and that is the goal reached, not a
+    # rollout waiting "0/0 available" and re-planned every poll forever.
+    sim = Sim(strategy, stable=None, desired="new", replicas=0)
+    p = sim.tick()
+    assert p.phase is RolloutPhase.HEALTHY and p.state.stable_revision == "new"
+    assert sim.obs == {} and p.requeue_after is None
+    again = sim.tick()
+    assert again.phase is RolloutPhase.HEALTHY and again.requeue_after is None and again.events == ()
+    # A new revision at zero replicas completes without pods as well.
+    sim.desired = "newer"
+    sim.run(healthy_on("newer"), max_ticks=5)
+    sim.now += timedelta(seconds=60)  # past blue-green's scaleDownDelaySeconds
+    p = sim.tick()
+    assert p.phase is RolloutPhase.HEALTHY and sim.obs == {} and p.requeue_after is None
+
+
+def test_zero_replicas_after_running_scales_down_then_idles() -> None:
+    sim = Sim(rolling(), desired="old", replicas=3)
+    sim.replicas = 0
+    sim.run(healthy_on("old"), max_ticks=3)
+    p = sim.tick()
+    assert reps(p) == {"old": 0} and p.phase is RolloutPhase.HEALTHY and p.requeue_after is None
 
 
 # ---------------------------------------------------------------------------------------------

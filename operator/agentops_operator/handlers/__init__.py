@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import time
 from typing import Any
 
 import kopf
@@ -56,11 +58,14 @@ def prime_cache() -> None:
     for plural, cluster_path, ns_path, selector in CACHED:
         paths = [ns_path.format(ns=ns) for ns in namespaces] if exact else [cluster_path]
         for path in paths:
-            items, _ = kube.list_raw(path, selector)
-            for item in items:
-                if watched(item["metadata"].get("namespace", "")):
-                    store.upsert(plural, item)
+            # Paginated: each page is slimmed into the cache (store.upsert) before the next is read, so
+            # the raw LIST of every task is never held at once.
+            for page in kube.list_pages(path, selector):
+                for item in page:
+                    if watched(item["metadata"].get("namespace", "")):
+                        store.upsert(plural, item)
         store.mark_synced(plural)
+    kube.release_memory()
     log.info("cache primed: %d objects", store.count())
 
 
@@ -71,6 +76,9 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 5, 10]
+    # The watches' initial listings in pages too (kopf's default is one LIST of everything): at most one
+    # page of raw JSON is held at once, not the whole namespace's tasks.
+    settings.watching.chunk_size = kube.LIST_PAGE
     cfg = settings_mod.current
     cfg.api_server_url = kube.api_client().configuration.host
     if cfg.metrics_port:
@@ -80,7 +88,23 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     stats.stats.start(store.namespaces("agents"))
     runtime.start(cfg.workers)
     alertreceiver.start()
+    threading.Thread(target=_release_after_first_pass, name="agentops-release-memory", daemon=True).start()
     log.info("agentops operator started; reconcilers: %s; %d workers", ", ".join(sorted(RECONCILERS)), cfg.workers)
+
+
+def _release_after_first_pass(quiet_s: float = 2.0, at_least_s: float = 5.0, limit_s: float = 600.0) -> None:
+    """Once the watches' initial listings are consumed and the start-up reconciles done (the queue quiet
+    for `quiet_s`), return their garbage to the OS once: it is the bulk of the RSS right after a restart."""
+    started, quiet_since = time.monotonic(), None
+    while time.monotonic() - started < limit_s:
+        time.sleep(0.5)
+        if runtime.queue.depth() or not all(store.synced(kind) for kind, *_ in CACHED):
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s and time.monotonic() - started >= at_least_s:
+            break
+    kube.release_memory()
 
 
 @kopf.on.cleanup()
@@ -150,13 +174,12 @@ def _task_changed(old: dict[str, Any] | None, new: dict[str, Any] | None, own: b
                               separators=(",", ":"), default=str))
     elif not own:  # our own write was computed by that very reconcile: nothing new to see
         runtime.enqueue("agenttasks", ns, name)
+    stats.stats.task_changed(old, new)
     moved = (o_st.get("phase"), o_st.get("assignee"), o_st.get("completedBy"), o_st.get("lastTransitionTime")) != (
         n_st.get("phase"), n_st.get("assignee"), n_st.get("completedBy"), n_st.get("lastTransitionTime"))
     if new is None or old is None or moved:
         if task.assignment_relevant(old, new):
             runtime.enqueue(task.ASSIGN, ns, "", delay=task.ASSIGN_DEBOUNCE_SECONDS)
-        stats.stats.touch(ns, {o_st.get("assignee"), n_st.get("assignee"), o_st.get("completedBy"),
-                               n_st.get("completedBy")})
         for agent_name in agent.queue_scaled_agents(ns):
             runtime.enqueue("agents", ns, agent_name)
 

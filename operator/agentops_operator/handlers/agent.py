@@ -21,7 +21,7 @@ from .. import analysis as an
 from .. import kube, names
 from .. import rollout as ro
 from .. import settings as settings_mod
-from ..cache import store
+from ..cache import listen, store
 from ..conditions import set_condition
 from ..mergepatch import merge_patch
 from ..models.agent import AgentSpec
@@ -54,10 +54,46 @@ def agents_in(ns: str) -> list[str]:
     return [a["metadata"]["name"] for a in store.list(PLURAL, ns)]
 
 
+# Agents whose replicas follow their open tasks, by namespace: asked at every task move, so kept as an
+# index (built from the cache at first use, then updated by the agents' cache listener) instead of a scan
+# of every Agent of the namespace per task event.
+_queue_scaled: dict[str, set[str]] | None = None
+_queue_scaled_lock = threading.Lock()
+
+
+def _scales_by_queue(agent: dict[str, Any] | None) -> bool:
+    return bool(agent and ((agent.get("spec") or {}).get("autoscaling") or {}).get("queue"))
+
+
 def queue_scaled_agents(ns: str) -> list[str]:
     """Agents whose replicas follow their open tasks (woken when tasks move)."""
-    return [a["metadata"]["name"] for a in store.list(PLURAL, ns)
-            if ((a.get("spec") or {}).get("autoscaling") or {}).get("queue")]
+    global _queue_scaled
+    with _queue_scaled_lock:
+        if _queue_scaled is None:
+            _queue_scaled = {}
+            for a in store.list(PLURAL):
+                if _scales_by_queue(a):
+                    _queue_scaled.setdefault(a["metadata"].get("namespace") or "", set()).add(a["metadata"]["name"])
+        return sorted(_queue_scaled.get(ns, ()))
+
+
+def _track_queue_scaled(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool) -> None:
+    """Agents' cache listener: keep the index current (set operations: a change seen twice is harmless)."""
+    cur = new or old
+    if cur is None:
+        return
+    ns, name = cur["metadata"].get("namespace") or "", cur["metadata"]["name"]
+    with _queue_scaled_lock:
+        if _queue_scaled is None:
+            return  # built from the cache, which already holds this change, at first use
+        names_ = _queue_scaled.setdefault(ns, set())
+        if _scales_by_queue(new):
+            names_.add(name)
+        else:
+            names_.discard(name)
+
+
+listen(PLURAL, _track_queue_scaled)
 
 
 # ---- config hierarchy ------------------------------------------------------------------------

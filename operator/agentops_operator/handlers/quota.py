@@ -16,8 +16,8 @@ from typing import Any
 from .. import kube, quota_client
 from .. import quotaledger as ql
 from ..cache import store
+from ..models.quota import QuotaStatus
 from ..runtime import register
-from ..timeutil import parse_time
 
 log = logging.getLogger(__name__)
 PLURAL = "quotas"
@@ -45,22 +45,22 @@ def reconcile(obj: dict[str, Any]) -> float | None:
     obj = _announce_client_reset(api, obj)
     obj = _tidy_holders(api, obj, now)
 
-    status = obj.get("status") or {}
-    conds, events = ql.conditions(v, status, gen, now)
-    if conds != status.get("conditions") or status.get("observedGeneration") != gen:
+    raw = obj.get("status") or {}
+    status = QuotaStatus.model_validate(raw)
+    conds, events = ql.conditions(v, raw, gen, now)
+    if conds != raw.get("conditions") or status.observed_generation != gen:
         # No resourceVersion: only this handler writes these keys, and a ledger change in between
         # brings another watch event and another reconcile.
         kube.patch_status(PLURAL, meta["namespace"], meta["name"], {"conditions": conds, "observedGeneration": gen})
         for type_, reason, message in events:
             kube.emit_event(obj, type_, reason, message)
-    reset_at = parse_time(status.get("resetAt"))
-    if reset_at is None:
+    if status.reset_at is None:
         return 1.0
-    until_reset = max(AFTER_RESET, (reset_at - datetime.now(UTC)).total_seconds() + AFTER_RESET)
-    return min(until_reset, _tidy_again(status, now)) if status.get("committed") else until_reset
+    until_reset = max(AFTER_RESET, (status.reset_at - datetime.now(UTC)).total_seconds() + AFTER_RESET)
+    return min(until_reset, _tidy_again(status, now)) if status.committed else until_reset
 
 
-def _tidy_again(status: dict[str, Any], now: datetime) -> float:
+def _tidy_again(status: QuotaStatus, now: datetime) -> float:
     """Remembered commits are forgotten once old enough and their task recorded the move, which brings no
     Quota event: look again when the next one is old enough, then now and then while any is left."""
     wait = ql.next_forget_in(status, now, GRACE)
@@ -69,11 +69,11 @@ def _tidy_again(status: dict[str, Any], now: datetime) -> float:
 
 def _announce_client_reset(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
     """A client rolled the window over (a call after resetAt): record the QuotaReset Event once."""
-    last = (obj.get("status") or {}).get("lastReset") or {}
-    if not last or last.get("eventRecorded"):
+    last = QuotaStatus.model_validate(obj.get("status") or {}).last_reset
+    if last is None or last.event_recorded:
         return obj
     meta = obj["metadata"]
-    out = quota_client.run(api, meta["namespace"], meta["name"], ql.AnnounceReset(last["windowStart"]), first=obj)
+    out = quota_client.run(api, meta["namespace"], meta["name"], ql.AnnounceReset(last.window_start), first=obj)
     if out.result and out.result.rolled and ql.worth_announcing(out.result.rolled):
         kube.emit_event(out.obj, "Normal", "QuotaReset", ql.reset_message(out.result.rolled))
     if out.result and out.result.granted:  # we flipped eventRecorded, so the Event is ours to emit
@@ -99,19 +99,17 @@ def _task_views(ns: str, holders: list[str]) -> dict[str, ql.TaskView]:
 def _tidy_holders(api: Any, obj: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Release reservations no task will ever settle (task deleted mid-move, or it moved on and its own
     record of the hold was lost), and forget remembered commits no retry can reach any more."""
-    meta, status = obj["metadata"], obj.get("status") or {}
-    holders = [r["holder"] for r in status.get("reservations") or []] + [
-        c["holder"] for c in status.get("committed") or []
-    ]
+    meta, status = obj["metadata"], QuotaStatus.model_validate(obj.get("status") or {})
+    holders = [r.holder for r in status.reservations] + [c.holder for c in status.committed]
     if not holders:
         return obj
     tasks = _task_views(meta["namespace"], holders)
     stale = ql.stale_reservations(status, tasks)
     for r in stale:
-        quota_client.release(api, meta["namespace"], meta["name"], r["holder"])
-        name = (ql.parse_task_holder(r["holder"]) or ("?",))[0]
+        quota_client.release(api, meta["namespace"], meta["name"], r.holder)
+        name = (ql.parse_task_holder(r.holder) or ("?",))[0]
         why = "deleted" if name not in tasks else "that moved on"
-        kube.emit_event(obj, "Normal", "QuotaReleased", f"released {r['amount']} held by {why} AgentTask {name}")
+        kube.emit_event(obj, "Normal", "QuotaReleased", f"released {r.amount} held by {why} AgentTask {name}")
     if stale:
         obj = kube.get_custom(PLURAL, meta["namespace"], meta["name"]) or obj
     done = ql.forgettable(obj.get("status") or {}, tasks, now, GRACE)
@@ -121,10 +119,10 @@ def _tidy_holders(api: Any, obj: dict[str, Any], now: datetime) -> dict[str, Any
 
 
 def _invalid(obj: dict[str, Any], message: str, now: datetime) -> None:
-    meta, status = obj["metadata"], obj.get("status") or {}
+    meta, raw = obj["metadata"], obj.get("status") or {}
     gen = meta.get("generation")
-    conds = ql.invalid_conditions(status, message, gen, now)
-    if conds != status.get("conditions") or status.get("observedGeneration") != gen:
+    conds = ql.invalid_conditions(raw, message, gen, now)
+    if conds != raw.get("conditions") or raw.get("observedGeneration") != gen:
         kube.patch_status(PLURAL, meta["namespace"], meta["name"], {"conditions": conds, "observedGeneration": gen})
         kube.emit_event(obj, "Warning", "InvalidSpec", message)
     return None

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ..lifecycle import Phase, cel_initial_rule, cel_request_rule
-from ..tokenusage import MAX_RESOURCE, RESOURCE_PATTERN
+from ..quotaledger import MAX_RESOURCE, RESOURCE_PATTERN
 from .base import (
     DNS_SUBDOMAIN,
     LONG_TEXT,

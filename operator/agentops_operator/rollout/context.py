@@ -56,8 +56,12 @@ class RolloutContext:
         return o.available_replicas if o else 0
 
     def settled(self, revision: str, replicas: int) -> bool:
+        """``replicas`` pods of ``revision`` are available and nothing else runs it. Zero wanted and no
+        Deployment for it is settled too: the handler does not create a Deployment to keep at zero."""
         o = self.obs(revision)
-        return o is not None and o.settled(replicas)
+        if o is None:
+            return replicas == 0
+        return o.settled(replicas)
 
     @property
     def total(self) -> int:
