@@ -142,6 +142,11 @@ def test_monitor_checks_fire_and_stay_quiet() -> None:
                 "status": {**stale["status"], "phase": "Deployed"}}
     assert [a.name for a in an.stale_alerts([stale, fresh, deployed], now, timedelta(hours=4))] == ["old"]
     assert an.stale_alerts([stale], now, timedelta(hours=6)) == []
+    # The operator's own result (namespace thresholds, e.g. Deployed 1h) is reported whatever --stale-after says.
+    marked = {**deployed, "status": {**deployed["status"], "conditions": [
+        {"type": "Stale", "status": "True", "reason": "PhaseTooLong", "message": "Deployed for 5h (threshold 1h)"}]}}
+    (alert,) = an.stale_alerts([marked], now, timedelta(days=30))
+    assert alert.name == "done" and "Deployed for 5h (threshold 1h) (operator)" in alert.message
 
     failed_deploy = {"metadata": {"namespace": "n", "name": "d"}, "spec": {"requestedPhase": "Deployed"},
                      "status": {"conditions": [_cond("TransitionBlocked", "True", "GateFailed")],

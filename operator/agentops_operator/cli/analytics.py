@@ -72,11 +72,20 @@ CHECKS = ("stale", "quota", "gates", "deploys", "agents")
 
 
 def stale_alerts(tasks: list[dict[str, Any]], now: datetime, after: timedelta) -> list[Alert]:
-    """Open tasks whose phase has not changed for longer than `after`."""
+    """Tasks the operator marks `Stale` (its per-namespace thresholds, the same result the `Stale`
+    condition, the TaskStale Event and `agentops_task_stale` show), and open tasks whose phase has not
+    changed for longer than `after`."""
     out = []
     for t in tasks:
         st = t.get("status") or {}
         phase = st.get("phase") or "Backlog"
+        marked = _cond(t, "Stale") or {}
+        if marked.get("status") == "True":
+            ns, name = _ref(t)
+            out.append(Alert("stale", "warning", "AgentTask", ns, name,
+                             f"{marked.get('message') or phase + ' too long'} (operator), held by "
+                             f"{st.get('assignee') or 'nobody'}"))
+            continue
         if phase not in OPEN_PHASES:
             continue
         since = ts(st.get("lastTransitionTime")) or ts(t["metadata"].get("creationTimestamp"))

@@ -2,8 +2,9 @@
 
     */5 * * * * kubectl agentops -n team-a monitor --stale-after 4h --alert-to /var/log/agentops-alerts.jsonl
 
-Checks (all unless some are chosen): `--check-stale` open tasks whose phase has not changed for
-`--stale-after`; `--check-quota` Quotas over their warning threshold or exhausted; `--check-gates`
+Checks (all unless some are chosen): `--check-stale` tasks the operator marks `Stale` (the
+namespace policy's thresholds: the same result as the condition, Event and metric) and open tasks
+whose phase has not changed for `--stale-after`; `--check-quota` Quotas over their warning threshold or exhausted; `--check-gates`
 moves blocked by a failed gate; `--check-deploys` failed Done->Deployed gates; `--check-agents`
 Agents Degraded or not Ready for longer than `--agent-grace`.
 
