@@ -128,7 +128,8 @@ spec: {{resource: tokens, limit: 1000}}
         st = q["status"]
         body = {"metadata": {"resourceVersion": q["metadata"]["resourceVersion"]},
                 "status": {"reservations": [*st.get("reservations", []),
-                                            {"holder": holder, "amount": 5, "at": st["windowStart"]}],
+                                            {"holder": holder, "amount": 5, "at": st["windowStart"],
+                                             "by": as_user}],  # the maker's own name, as quota_client writes
                            "reserved": st["reserved"] + 5, "remaining": st["remaining"] - 5}}
         return kubectl("patch", "quota", "tokens", "-n", ns, "--subresource=status", "--type=merge",
                        "-p", json.dumps(body), as_user=as_user, check=False)
