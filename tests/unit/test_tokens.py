@@ -205,6 +205,25 @@ def test_the_operator_counts_each_committed_charge_once_per_namespace() -> None:
         store.delete("quotas", ns, "gpt")
 
 
+def test_without_the_agent_label_token_use_is_counted_per_namespace() -> None:
+    import dataclasses
+
+    from agentops_operator import settings as settings_mod
+    from agentops_operator.handlers import tokens
+
+    ns = "tok-unit-noagent"
+    saved = settings_mod.current
+    settings_mod.current = dataclasses.replace(saved, metrics_agent_label=False)
+    try:
+        before = tokens.TOKENS.labels(ns, "", "input", "other")._value.get()
+        old = _quota(ns, "tokens", "tokens", [])
+        assert tokens.observe(old, _quota(ns, "tokens", "tokens", [("Tokens/dev-9/abc/input/m/100/c0-7", 7)])) == 7
+        assert tokens.TOKENS.labels(ns, "", "input", "other")._value.get() - before == 7
+        assert tokens.TOKENS.labels(ns, "dev-9", "input", "other")._value.get() == 0
+    finally:
+        settings_mod.current = saved
+
+
 def test_the_metric_name_is_prometheus_style() -> None:
     from agentops_operator.handlers import tokens
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from .. import settings as settings_mod
 from .. import tokenusage as tu
 from ..cache import listen, store
 
@@ -68,7 +69,9 @@ def observe(old: dict[str, Any] | None, new: dict[str, Any] | None, own: bool = 
             _counted[(ns, holder)] = None
             while len(_counted) > REMEMBER:
                 _counted.popitem(last=False)
-        TOKENS.labels(ns, info.agent, info.token_type, _model_label(ns, info.model)).inc(amount)
+        # --metrics-agent-label=false: an empty label value, which Prometheus treats as no label.
+        agent = info.agent if settings_mod.current.metrics_agent_label else ""
+        TOKENS.labels(ns, agent, info.token_type, _model_label(ns, info.model)).inc(amount)
         total += amount
     return total
 
