@@ -5,8 +5,8 @@
 Checks (all unless some are chosen): `--check-stale` tasks the operator marks `Stale` (the
 namespace policy's thresholds: the same result as the condition, Event and metric) and open tasks
 whose phase has not changed for `--stale-after`; `--check-quota` Quotas over their warning
-threshold or exhausted; `--check-gates` moves blocked by a failed gate; `--check-deploys` failed Done->Deployed gates; `--check-agents`
-Agents Degraded or not Ready for longer than `--agent-grace`.
+threshold or exhausted; `--check-gates` moves blocked by a failed gate; `--check-deploys` failed
+Done->Deployed gates; `--check-agents` Agents Degraded or not Ready for longer than `--agent-grace`.
 
 Exit codes: 0 nothing fired, 2 at least one alert fired, 1 the check itself failed (RBAC,
 kubeconfig). `--alert-to FILE` appends one JSON line per alert; `-o json` prints them as a list.
