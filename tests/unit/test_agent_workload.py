@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agentops_operator import agent_workload as wl
-from agentops_operator import names
+from agentops_operator import crdgen, names
 from agentops_operator import rollout as ro
 from agentops_operator.models.agent import AgentSpec, Strategy
 
@@ -203,7 +203,6 @@ def test_strategy_conversion_and_analysis_lookup() -> None:
 
 
 def test_model_rejects_ambiguous_steps_via_cel_rule_text() -> None:
-    from agentops_operator import crdgen
     from agentops_operator.models import agent
 
     crd = json.dumps(crdgen.render(agent.CRD))
@@ -286,30 +285,14 @@ def test_status_has_explicit_nulls_for_merge_patch() -> None:
     assert "analysis" in b and b["analysis"] is None
 
 
-def _unknown_keys(value: object, schema: dict, path: str = "status") -> list[str]:
-    """Keys the API server would prune silently: not in the structural schema."""
-    out: list[str] = []
-    if isinstance(value, dict) and "properties" in schema:
-        for key, v in value.items():
-            if key not in schema["properties"]:
-                out.append(f"{path}.{key}")
-            else:
-                out += _unknown_keys(v, schema["properties"][key], f"{path}.{key}")
-    elif isinstance(value, list) and "items" in schema:
-        for i, v in enumerate(value):
-            out += _unknown_keys(v, schema["items"], f"{path}[{i}]")
-    return out
-
-
 def test_rollout_status_writes_only_fields_the_crd_knows() -> None:
-    from agentops_operator import crdgen
     from agentops_operator.models import agent
 
     schema = crdgen.render(agent.CRD)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
     state = _state(3, 1, T0, T0, "new", ["new/pre/0"])
-    assert _unknown_keys(state.status(), schema) == []
+    assert crdgen.unknown_keys(state.status(), schema) == []
     # The check bites: a misspelt key is reported.
-    assert _unknown_keys({"rollout": {"stepIndx": 1}}, schema) == ["status.rollout.stepIndx"]
+    assert crdgen.unknown_keys({"rollout": {"stepIndx": 1}}, schema) == ["status.rollout.stepIndx"]
 
 
 # ---- observations and queue ------------------------------------------------------------------

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from agentops_operator import crdgen
 from agentops_operator import quotaledger as ql
 from agentops_operator.conditions import set_condition
+from agentops_operator.crdgen import unknown_keys as _unknown_keys
 from agentops_operator.models import quota as qm
 
-from .test_agent_workload import _unknown_keys
 from .test_quotaledger import at, quota, run
 
 SCHEMA = crdgen.render(qm.CRD)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
