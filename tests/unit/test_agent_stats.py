@@ -74,6 +74,16 @@ def test_a_stale_version_never_counts_twice() -> None:
     assert (s.figures(NS, "dev").active_tasks, s.figures(NS, "dev").tasks_completed) == (1, 0)
 
 
+def test_a_task_deleted_after_its_agent_was_forgotten_counts_nothing() -> None:
+    """Namespace teardown: the Agent goes first (its figures were 0, 0), then its cancelled task."""
+    s = AgentStats()
+    cancelled = task("c", 3, phase="Cancelled", assignee="dev", lastTransitionTime="2026-11-22T06:40:54Z")
+    s.task_changed(None, cancelled)
+    s.forget(NS, "dev")
+    s.task_changed(cancelled, None)  # raised KeyError before
+    assert (s.figures(NS, "dev").active_tasks, s.figures(NS, "dev").tasks_completed) == (0, 0)
+
+
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []

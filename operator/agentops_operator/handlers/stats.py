@@ -63,7 +63,8 @@ class AgentStats:
             return
         ns = key[0]
         for agent, active, completed, _ in before:
-            c = self._counts[(ns, agent)]
+            # An Agent forgotten while its figures were [0, 0] (deleted before its tasks) is not counted.
+            c = self._counts.setdefault((ns, agent), [0, 0])
             c[0] -= active
             c[1] -= completed
             self._dirty.add((ns, agent))
