@@ -21,7 +21,15 @@ from typing import Any
 from . import deploygate, gateimages, names, podsecurity, taskflow
 from .conditions import get_condition, set_condition
 from .lifecycle import Phase, Verdict, describe_allowed, is_legal, judge_request, transition_key
-from .models.task import AgentTaskSpec, ApprovalGateSpec, Gate, JobGateSpec, RolloutGateStatus, TransitionGates
+from .models.task import (
+    AgentTaskSpec,
+    AgentTaskStatus,
+    ApprovalGateSpec,
+    Gate,
+    JobGateSpec,
+    RolloutGateStatus,
+    TransitionGates,
+)
 from .timeutil import format_time, parse_time
 
 JOB_POLL_SECONDS = 30.0  # a safety net: gate Job changes arrive through the watch
@@ -113,7 +121,7 @@ class Refusal:
 class MoveInputs:
     obj: dict[str, Any]  # the task as observed (metadata, spec); its status is `status`
     spec: AgentTaskSpec
-    status: dict[str, Any]  # the observed status (after hand-back), wire form
+    status: AgentTaskStatus  # the observed status (after hand-back), read with the model
     now: datetime
     policy: list[TransitionGates] | None = None
     policy_error: str | None = None
@@ -186,9 +194,14 @@ class MovePlan:
 # ---- entry point -----------------------------------------------------------------------------
 
 
+def wire_status(status: AgentTaskStatus) -> dict[str, Any]:
+    """The status as the API server holds it: the fields it has (no defaults added), camelCase."""
+    return status.model_dump(by_alias=True, mode="json", exclude_unset=True)
+
+
 def plan_task(inputs: MoveInputs) -> MovePlan:
     """The whole decision of one task reconcile (a valid spec)."""
-    d = Draft(inputs.obj, copy.deepcopy(inputs.status), inputs.now)
+    d = Draft(inputs.obj, wire_status(inputs.status), inputs.now)
     st = d.status
     st.setdefault("phase", Phase.BACKLOG.value)
     st.setdefault("transitions", 0)

@@ -13,7 +13,7 @@ from agentops_operator import crdgen, taskplan
 from agentops_operator.handlers.task import check_status
 from agentops_operator.lifecycle import Phase, is_legal
 from agentops_operator.models import task as task_models
-from agentops_operator.models.task import AgentTaskSpec
+from agentops_operator.models.task import AgentTaskSpec, AgentTaskStatus
 
 NOW = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)
 NO_GATES = [{"transition": t, "gates": []} for t in ("InProgress->Review", "Review->Done", "Done->Deployed")]
@@ -28,8 +28,8 @@ def task(spec: dict[str, Any], status: dict[str, Any] | None = None) -> dict[str
 
 def inputs(spec: dict[str, Any], status: dict[str, Any] | None = None, **kw: Any) -> taskplan.MoveInputs:
     obj = task(spec, status)
-    return taskplan.MoveInputs(obj=obj, spec=AgentTaskSpec.model_validate(obj["spec"]), status=obj["status"],
-                               now=NOW, **kw)
+    return taskplan.MoveInputs(obj=obj, spec=AgentTaskSpec.model_validate(obj["spec"]),
+                               status=AgentTaskStatus.model_validate(obj["status"]), now=NOW, **kw)
 
 
 def cond(plan: taskplan.MovePlan, type_: str) -> dict[str, Any]:
@@ -115,6 +115,12 @@ def test_cancel_stops_running_gate_jobs_only() -> None:
     assert plan.status["phase"] == "Cancelled" and plan.actions == (taskplan.StopJob("j-run"),)
 
 
+def test_status_round_trips_through_the_model_unchanged() -> None:
+    plan = taskplan.plan_task(inputs({"requestedPhase": "Review", "gates": NO_GATES},
+                                     {"phase": "InProgress", "transitions": 2, "assignee": "dev-1"}))
+    assert taskplan.wire_status(AgentTaskStatus.model_validate(plan.status)) == plan.status
+
+
 def test_a_status_field_the_crd_does_not_know_fails_the_write() -> None:
     check_status({"phase": "Review", "history": [{"from": "A", "to": "B", "at": "2026-01-01T00:00:00Z"}]})
     with pytest.raises(ValueError, match=r"status.histroy"):
@@ -139,6 +145,9 @@ def test_any_request_sequence_moves_only_legally_and_writes_only_known_fields(
         plan = taskplan.plan_task(i)
         assert plan == taskplan.plan_task(i)  # pure: same inputs, same plan
         assert crdgen.unknown_keys(plan.status, SCHEMA) == []
+        # read with the model and written from it, the status is what the planner meant (no spurious write)
+        typed = AgentTaskStatus.model_validate(plan.status)
+        assert AgentTaskStatus.model_validate(taskplan.wire_status(typed)) == typed
         for frm, to in plan.transitions:
             assert is_legal(frm, to)
         reserved = sum(a.amount for a in plan.actions if isinstance(a, taskplan.Reserve))

@@ -22,7 +22,7 @@ from ..cache import store
 from ..conditions import get_condition
 from ..lifecycle import Phase, transition_key
 from ..models import task as task_models
-from ..models.task import AgentTaskSpec, Gate, TransitionGates
+from ..models.task import AgentTaskSpec, AgentTaskStatus, Gate, TransitionGates
 from ..runtime import register, register_work, runtime
 from ..timeutil import parse_time
 from . import deploy, handback, monitor
@@ -109,7 +109,8 @@ def _observe(obj: dict[str, Any], spec: AgentTaskSpec, status: dict[str, Any], n
         agent_status, revisions = deploy.agent_view(ns, spec.deploy.agent)
         rollout = deploygate.evaluate(spec.deploy.agent, spec.deploy, agent_status, revisions)
     return taskplan.MoveInputs(
-        obj=obj, spec=spec, status=status, now=now, policy=policy, policy_error=policy_error, jobs=jobs,
+        obj=obj, spec=spec, status=AgentTaskStatus.model_validate(status), now=now, policy=policy,
+        policy_error=policy_error, jobs=jobs,
         quotas=quotas, role_users=role_users, agents=agents, failure_details=_failure_details(ns, jobs),
         history_limit=settings_mod.current.history_limit, rollout=rollout,
         policy_configmaps=tuple(store.labelled("configmaps", ns, POLICY_LABEL, "true")),
@@ -186,11 +187,12 @@ def _write_plan(obj: dict[str, Any], plan: taskplan.MovePlan) -> float | None:
     """One status write (with the resourceVersion read: a concurrent change gives 409 and a retry),
     then its Events; nothing at all when the status is unchanged."""
     meta = obj["metadata"]
-    st = plan.status
-    check_status(st)
+    check_status(plan.status)  # a key the model does not know would be dropped silently: raise instead
+    new = AgentTaskStatus.model_validate(plan.status)
+    st = taskplan.wire_status(new)
     for type_, result in plan.gate_outcomes:
         GATES_TOTAL.labels(type_, result).inc()
-    if st != (obj.get("status") or {}):
+    if new != AgentTaskStatus.model_validate(obj.get("status") or {}):
         kube.patch_status(PLURAL, meta["namespace"], meta["name"], _full_replace(obj.get("status") or {}, st),
                           meta["resourceVersion"])
         for frm, to in plan.transitions:
