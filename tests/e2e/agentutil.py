@@ -225,3 +225,27 @@ def roll_out_never_ready(ns: str, strategy: dict[str, Any], label: str, **create
     record_timing(f"{label}: pods never Ready, progress deadline 6s -> rolled back after (s)",
                   time.monotonic() - started)
     return a, old
+
+
+def worker_process(ns: str, agent: str, kubeconfig: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`examples/agent_worker.py` as the agent runs it: only its own kubeconfig (no KUBECONFIG, no
+    revision from the test's environment), JSON lines to `log`."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "AGENTOPS_AGENT_REVISION")}
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen(
+        [sys.executable, str(root / "examples" / "agent_worker.py"), "--agent", agent, "--namespace", ns,
+         "--kubeconfig", str(kubeconfig), *args],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env={**env, "PYTHONUNBUFFERED": "1"}, cwd=root)
+
+
+def json_lines(log: Path) -> list[dict]:
+    """The JSON records of a worker's log (other lines skipped)."""
+    out = []
+    for line in log.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out

@@ -10,9 +10,6 @@ stable revision's fails the analysis and is rolled back; with equal outcomes it 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,7 +20,16 @@ import pytest
 
 from agentops_operator.taskoutcomes import revision_annotation
 
-from .agentutil import create_agent, get_agent, patch_spec, record_timing, replicas_by_revision, wait_agent
+from .agentutil import (
+    create_agent,
+    get_agent,
+    json_lines,
+    patch_spec,
+    record_timing,
+    replicas_by_revision,
+    wait_agent,
+    worker_process,
+)
 from .kubeutil import ROOT, apply, kget, kubectl, wait_for
 from .taskutil import APPROVER, EDITOR, cli
 from .test_workers import agent_kubeconfig
@@ -46,20 +52,10 @@ STRATEGY = {"type": "canary", "progressDeadlineSeconds": 60,
 class Proc:
     def __init__(self, ns: str, agent: str, kubeconfig: Path, log: Path, *args: str) -> None:
         self.log = log
-        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "AGENTOPS_AGENT_REVISION")}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "agent_worker.py"), "--agent", agent, "--namespace", ns,
-             "--kubeconfig", str(kubeconfig), *args],
-            stdout=log.open("w"), stderr=subprocess.STDOUT, env={**env, "PYTHONUNBUFFERED": "1"}, cwd=ROOT)
+        self.proc = worker_process(ns, agent, kubeconfig, log, *args)
 
     def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return json_lines(self.log)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -5,10 +5,7 @@ Lease expires and its open task goes to another dev agent."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from .agentutil import json_lines, worker_process
 from .kubeutil import ROOT, apply, kget, kubectl, wait_for
 from .taskutil import APPROVER, EDITOR, cli, events
 
@@ -41,20 +39,10 @@ def agent_kubeconfig(ns: str, agent: str, where: Path) -> Path:
 class AgentProcess:
     def __init__(self, ns: str, agent: str, behaviour: str, kubeconfig: Path, log: Path) -> None:
         self.agent, self.log = agent, log
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}  # only the agent's own token
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "agent_worker.py"), "--agent", agent, "--namespace", ns,
-             "--behaviour", behaviour, "--kubeconfig", str(kubeconfig)],
-            stdout=log.open("w"), stderr=subprocess.STDOUT, env={**env, "PYTHONUNBUFFERED": "1"}, cwd=ROOT)
+        self.proc = worker_process(ns, agent, kubeconfig, log, "--behaviour", behaviour)
 
     def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return json_lines(self.log)
 
     def alive(self) -> bool:
         if self.proc.poll() is not None:
