@@ -18,7 +18,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -353,15 +353,30 @@ def read_config_map(namespace: str, name: str) -> dict[str, Any] | None:
 # ---- Events ----------------------------------------------------------------------------------
 
 
-_events: queue.Queue[client.CoreV1Event] = queue.Queue(maxsize=10000)
+_events: queue.Queue[tuple[dict[str, Any], float]] = queue.Queue(maxsize=10000)
 _event_thread: threading.Thread | None = None
 EVENTS_DROPPED = Counter("agentops_events_dropped_total", "Events not recorded because the queue was full")
+# Events yield to reconciles: while `_busy()` says work is waiting, an Event waits too, at most this long.
+EVENT_MAX_DELAY = 5.0
+_busy: Callable[[], bool] = lambda: False  # noqa: E731
+
+
+def events_yield_to(busy: Callable[[], bool]) -> None:
+    """Post Events only when `busy()` is false (or an Event has waited EVENT_MAX_DELAY seconds).
+
+    A status write is the record of a move; its Event is the informational copy. On a CPU-bound
+    machine the two compete for the same cores (the Event is about a fifth of the API server's work
+    per move), so during a burst the Events are sent after the moves, not between them."""
+    global _busy
+    _busy = busy
 
 
 def _event_worker() -> None:
     while True:
-        body = _events.get()
+        body, queued_at = _events.get()
         try:
+            while _busy() and time.monotonic() - queued_at < EVENT_MAX_DELAY:
+                time.sleep(0.05)
             _post_event(body)
         finally:
             _events.task_done()
@@ -370,8 +385,34 @@ def _event_worker() -> None:
 def flush_events(timeout: float = 5.0) -> None:
     """Wait (bounded) until queued Events are sent, e.g. before the process exits."""
     deadline = time.monotonic() + timeout
+    events_yield_to(lambda: False)
     while _events.unfinished_tasks and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _timestamp(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event_body(obj: dict[str, Any], type_: str, reason: str, message: str, name: str | None = None,
+               now: datetime | None = None) -> dict[str, Any]:
+    """A core/v1 Event about `obj`, as the API takes it (a plain dict: building the generated client's
+    models and reading them back cost more CPU than the rest of a move)."""
+    meta = obj["metadata"]
+    stamp = _timestamp(now or datetime.now(UTC))
+    body: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"namespace": meta["namespace"], **({"name": name} if name else
+                                                         {"generateName": f"{meta['name']}."})},
+        "involvedObject": {k: v for k, v in (("apiVersion", obj.get("apiVersion")), ("kind", obj.get("kind")),
+                                             ("name", meta["name"]), ("namespace", meta["namespace"]),
+                                             ("uid", meta.get("uid")),
+                                             ("resourceVersion", meta.get("resourceVersion"))) if v},
+        "reason": reason, "message": message[:1024], "type": type_,
+        "source": {"component": COMPONENT}, "reportingComponent": COMPONENT, "reportingInstance": COMPONENT,
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    }
+    return body
 
 
 def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str, name: str | None = None) -> None:
@@ -381,46 +422,28 @@ def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str, name:
     With `name`, the Event has that deterministic name, so emitting it again (after a restart that
     lost track of whether it was emitted) is a no-op 409 instead of a duplicate."""
     global _event_thread
-    meta = obj["metadata"]
-    now = datetime.now(UTC)
-    body = client.CoreV1Event(
-        metadata=client.V1ObjectMeta(name=name, generate_name=None if name else f"{meta['name']}.",
-                                     namespace=meta["namespace"]),
-        involved_object=client.V1ObjectReference(
-            api_version=obj.get("apiVersion"),
-            kind=obj.get("kind"),
-            name=meta["name"],
-            namespace=meta["namespace"],
-            uid=meta.get("uid"),
-            resource_version=meta.get("resourceVersion"),
-        ),
-        reason=reason,
-        message=message[:1024],
-        type=type_,
-        source=client.V1EventSource(component=COMPONENT),
-        reporting_component=COMPONENT,
-        reporting_instance=COMPONENT,
-        first_timestamp=now,
-        last_timestamp=now,
-        count=1,
-    )
+    body = event_body(obj, type_, reason, message, name)
     with _lock:
         if _event_thread is None:
             _event_thread = threading.Thread(target=_event_worker, name="agentops-events", daemon=True)
             _event_thread.start()
     try:
-        _events.put_nowait(body)
+        _events.put_nowait((body, time.monotonic()))
     except queue.Full:
         EVENTS_DROPPED.inc()
 
 
-def _post_event(body: client.CoreV1Event) -> None:
-    ns, reason = body.metadata.namespace, body.reason
-    obj_name = body.involved_object.name
+def _post_event(body: dict[str, Any]) -> None:
+    ns, reason = body["metadata"]["namespace"], body["reason"]
+    obj_name = body["involvedObject"]["name"]
     try:
-        core().create_namespaced_event(ns, body, field_manager=FIELD_MANAGER)
+        # No response_type: the answer is read (the connection goes back to the pool) but not decoded.
+        api_client().call_api(f"/api/v1/namespaces/{ns}/events", "POST",
+                              query_params=[("fieldManager", FIELD_MANAGER)],
+                              header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                              body=body, auth_settings=["BearerToken"], _return_http_data_only=True)
     except ApiException as exc:
-        if exc.status == 409 and body.metadata.name:
+        if exc.status == 409 and body["metadata"].get("name"):
             return
         log.warning("could not record event %s on %s/%s: %s", reason, ns, obj_name, exc.reason)
     except Exception as exc:  # unreachable API server: Events are best effort

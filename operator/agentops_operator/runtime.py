@@ -213,6 +213,7 @@ class Runtime:
         t.start()
         self._threads.append(t)
         self.resync_once(full=True)
+        kube.events_yield_to(lambda: self.queue.depth() > 0)
 
     def stop(self) -> None:
         self._stop.set()

@@ -69,10 +69,31 @@ def prime_cache() -> None:
     log.info("cache primed: %d objects", store.count())
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base, for an operator without change handlers (on.create/update/resume): kopf builds
+    it for every watch event anyway (a deep copy of the body, then a diff), which was a sixth of the
+    operator's CPU during a burst of moves. Nothing is stored on the objects, nothing is compared."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
+def uses_change_handlers(registry: kopf.OperatorRegistry) -> bool:
+    return bool(registry._changing.get_all_handlers() or registry._spawning.get_all_handlers())
+
+
 @kopf.on.startup()
 async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Events are written by kube.emit_event; kopf's own per-handler events are noise.
     settings.posting.level = logging.WARNING
+    if not uses_change_handlers(kopf.get_default_registry()):
+        settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 5, 10]
