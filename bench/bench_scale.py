@@ -296,6 +296,9 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
             api.create_namespaced_custom_object(GROUP, VERSION, ns, "agents", {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "Agent", "metadata": {"name": dev},
                 "spec": {"role": "dev", "image": "registry.example/dev:1", "maxConcurrentTasks": per_agent}})
+        # Their workloads roll out first (kwok starts the pods): that is change, not idleness, and at
+        # 100 tasks it would still be going on in the idle window.
+        wait_healthy(api, ns, devs)
         if extra_agents:
             parallel(lambda i: api.create_namespaced_custom_object(GROUP, VERSION, ns, "agents", {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "Agent", "metadata": {"name": f"extra-{i:04d}"},
@@ -326,6 +329,10 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
         # The two /metrics reads of the API server are ours: subtract nothing (they are not agentops.dev).
         op_req = total(m1, "agentops_api_requests_total") - total(m0, "agentops_api_requests_total")
         out["idle_operator_requests_per_s"] = round(op_req / (t1 - t0), 3)
+        # Which requests, if any (verb and resource as the operator counts them).
+        out["idle_operator_requests"] = {
+            k.removeprefix("agentops_api_requests_total"): v - m0.get(k, 0.0) for k, v in m1.items()
+            if k.startswith("agentops_api_requests_total{") and v != m0.get(k, 0.0)}
         out["idle_operator_requests_per_s_per_1000_objects"] = round(op_req / (t1 - t0) / objects * 1000, 4)
         out["idle_apiserver_agentops_requests_per_s"] = round((a1 - a0) / (t1 - t0), 3)
         out["operator_rss_mib"] = rss_mib(op.proc.pid) if op.proc else float("nan")
@@ -404,6 +411,16 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
         op.stop()
         core.delete_namespace(ns)
         wait_gone(core, ns)
+
+
+def wait_healthy(api: client.CustomObjectsApi, ns: str, agents: list[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    for name in agents:
+        while (api.get_namespaced_custom_object(GROUP, VERSION, ns, "agents", name).get("status") or {}).get(
+                "phase") != "Healthy":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Agent {name} never became Healthy")
+            time.sleep(0.2)
 
 
 def wait_gone(core: client.CoreV1Api, ns: str, timeout: float = 600) -> None:
