@@ -336,6 +336,12 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
         out["idle_operator_requests_per_s_per_1000_objects"] = round(op_req / (t1 - t0) / objects * 1000, 4)
         out["idle_apiserver_agentops_requests_per_s"] = round((a1 - a0) / (t1 - t0), 3)
         out["operator_rss_mib"] = rss_mib(op.proc.pid) if op.proc else float("nan")
+        # The fourth raw sample, close to the moves (before the request counts below start).
+        raw_samples.append(round(raw_patch_rate(api, core, 1), 1))
+        out["raw_status_patch_per_s_1_thread_samples"] = raw_samples
+        out["raw_status_patch_per_s_1_thread"] = statistics.median(raw_samples)
+        out["assigned_rate_vs_raw_patch_1_thread"] = round(out["assigned_per_s"] /
+                                                           out["raw_status_patch_per_s_1_thread"], 2)
         # Moves one at a time: latency request → recorded.
         before = op.metrics()
         server_before = apiserver_requests(api_client)
@@ -353,11 +359,6 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
         out["move_latency_p99_ms"] = round(q[98] * 1000, 1)
         # A burst: `burst` moves requested at once.
         batch = names[moves:moves + burst]
-        raw_samples.append(round(raw_patch_rate(api, core, 1), 1))
-        out["raw_status_patch_per_s_1_thread_samples"] = raw_samples
-        out["raw_status_patch_per_s_1_thread"] = statistics.median(raw_samples)
-        out["assigned_rate_vs_raw_patch_1_thread"] = round(out["assigned_per_s"] /
-                                                           out["raw_status_patch_per_s_1_thread"], 2)
         api_pid = apiserver_pid()
         cpu0 = cpu_s(op.proc.pid) if op.proc else 0.0
         api_cpu0 = cpu_s(api_pid) if api_pid else 0.0

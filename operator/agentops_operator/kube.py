@@ -31,6 +31,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import GROUP, VERSION
 from .cache import notify, store
+from .timeutil import format_time
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -390,16 +391,12 @@ def flush_events(timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def _timestamp(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def event_body(obj: dict[str, Any], type_: str, reason: str, message: str, name: str | None = None,
                now: datetime | None = None) -> dict[str, Any]:
     """A core/v1 Event about `obj`, as the API takes it (a plain dict: building the generated client's
     models and reading them back cost more CPU than the rest of a move)."""
     meta = obj["metadata"]
-    stamp = _timestamp(now or datetime.now(UTC))
+    stamp = format_time(now or datetime.now(UTC))
     body: dict[str, Any] = {
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"namespace": meta["namespace"], **({"name": name} if name else

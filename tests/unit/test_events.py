@@ -22,7 +22,7 @@ def test_event_body_names_the_object_and_is_deterministic_when_named() -> None:
     assert body["involvedObject"] == {"apiVersion": "agentops.dev/v1alpha1", "kind": "AgentTask", "name": "t1",
                                       "namespace": "ns", "uid": "u-1", "resourceVersion": "42"}
     assert (body["reason"], body["type"], body["count"]) == ("Transitioned", "Normal", 1)
-    assert body["firstTimestamp"] == body["lastTimestamp"] == "2026-11-22T07:00:01Z"
+    assert body["firstTimestamp"] == body["lastTimestamp"] == "2026-11-22T07:00:01.123456Z"
     assert body["source"] == {"component": kube.COMPONENT} and body["reportingComponent"] == kube.COMPONENT
     assert body == kube.event_body(TASK, "Normal", "Transitioned", "Backlog -> Assigned", name="t1.move-1", now=now)
 
