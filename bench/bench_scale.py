@@ -211,6 +211,35 @@ def raw_patch_rate(api: client.CustomObjectsApi, core: client.CoreV1Api, threads
         wait_gone(core, ns)
 
 
+def burst_floor(api: client.CustomObjectsApi, core: client.CoreV1Api, count: int, by: str) -> float:
+    """`count` moves requested at once, recorded by bench/floor_controller.py (watch + one status PATCH
+    per move, nothing else) instead of the operator: the ceiling any operator has on this machine."""
+    ns = f"bench-floor-{uuid.uuid4().hex[:5]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    proc = None
+    try:
+        names = [f"f{i:04d}" for i in range(count)]
+        parallel(lambda nm: api.create_namespaced_custom_object(GROUP, VERSION, ns, "agenttasks", task_body(nm)),
+                 names)
+        parallel(lambda nm: api.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "agenttasks", nm, {
+            "status": {"phase": "Assigned"}}), names)
+        pw = PhaseWatch(api, ns)
+        proc = subprocess.Popen([sys.executable, str(HERE / "floor_controller.py"), ns], env=dict(os.environ))
+        time.sleep(2)  # its watch is open
+        t0 = time.monotonic()
+        parallel(lambda nm: api.patch_namespaced_custom_object(GROUP, VERSION, ns, "agenttasks", nm, {
+            "spec": {"requestedPhase": "InProgress", "by": by}}), names)
+        done_at = pw.wait(names, "InProgress", timeout=300)
+        pw.stop()
+        return count / (done_at - t0)
+    finally:
+        if proc:
+            proc.kill()
+            proc.wait()
+        core.delete_namespace(ns)
+        wait_gone(core, ns)
+
+
 def apiserver_requests(api_client: client.ApiClient) -> dict[tuple[str, str, str, str], float]:
     """The API server's own request counters: (group, resource, subresource, verb) → count. Measured at
     the server, so they count the same way for any operator build (the "before" one has no counters)."""
@@ -388,6 +417,10 @@ def run_size(n: int, extra_agents: int = 0, idle_seconds: float = 20.0, moves: i
             delta(server_after, server_before, "", "events", "", ("POST",)) / transitions, 3)
         out["api_writes_per_transition"] = round(all_writes / transitions, 3)  # the bench's own PATCHes excluded
         out["task_reads_per_transition"] = round(task_reads / transitions, 3)
+        # The same burst recorded by the least an operator can do (bench/floor_controller.py).
+        out["burst_floor_moves_recorded_per_s"] = round(burst_floor(api, core, len(batch), by), 1)
+        out["burst_rate_vs_floor"] = round(out["burst_moves_recorded_per_s"] /
+                                           out["burst_floor_moves_recorded_per_s"], 2)
         if total(after, "agentops_task_transitions_total"):
             out["operator_counted_transitions"] = total(after, "agentops_task_transitions_total") - \
                 total(before, "agentops_task_transitions_total")

@@ -498,7 +498,17 @@ def list_pages(path: str, label_selector: str | None = None,
 
 def release_memory() -> None:
     """Collect garbage and hand freed heap back to the OS (glibc's malloc_trim): after priming, the pages'
-    JSON and the watch's initial listing are garbage that would otherwise stay in the process's RSS."""
+    JSON and the watch's initial listing are garbage that would otherwise stay in the process's RSS.
+
+    What survives (the cache: every object's body, and the modules) is then frozen out of the cyclic
+    collector's view (`gc.freeze`): the collector's automatic full collections walked every cached
+    object, a pause of 43 ms at 5,000 cached tasks and 128 ms at 10,000 that could land in any move.
+    Frozen objects are still freed by reference counting when the cache replaces them. Each call first
+    unfreezes and collects everything once, so garbage cycles among objects frozen last time (a
+    finished asyncio task, an exception) are reclaimed now: nothing frozen lives longer than one period.
+    Called after priming, after the first pass, and by the resync loop when no work is queued."""
+    gc.unfreeze()
     gc.collect()
+    gc.freeze()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)

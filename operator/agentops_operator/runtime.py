@@ -197,6 +197,8 @@ class Runtime:
             n += 1
             try:
                 self.resync_once(full=n % FULL_RESYNC_EVERY == 0)
+                if not self.queue.depth():  # a quiet moment: the one full collection of the period
+                    kube.release_memory()
             except Exception:  # never let the resync thread die
                 log.exception("resync failed")
 
