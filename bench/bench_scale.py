@@ -60,9 +60,24 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def apiserver_pid() -> int | None:
-    out = subprocess.run(["pgrep", "-o", "-f", "kube-apiserver"], capture_output=True, text=True).stdout.split()
+def _pgrep(pattern: str) -> int | None:
+    out = subprocess.run(["pgrep", "-o", "-f", pattern], capture_output=True, text=True).stdout.split()
     return int(out[0]) if out else None
+
+
+def apiserver_pid() -> int | None:
+    """The kube-apiserver this bench talks to (by its port: other local clusters may be running)."""
+    port = client.Configuration.get_default_copy().host.rsplit(":", 1)[-1]
+    return _pgrep(f"kube-apiserver .*--secure-port={port}( |$)")
+
+
+def etcd_pid() -> int | None:
+    """The etcd behind that API server (by the client port the API server names)."""
+    pid = apiserver_pid()
+    if pid is None:
+        return None
+    m = re.search(r"--etcd-servers=\S*:(\d+)", Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "))
+    return _pgrep(f"etcd .*--listen-client-urls=\\S*:{m.group(1)}( |$)") if m else None
 
 
 def scrape(url: str) -> dict[str, float]:

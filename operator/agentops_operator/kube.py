@@ -366,8 +366,8 @@ def events_yield_to(busy: Callable[[], bool]) -> None:
     """Post Events only when `busy()` is false (or an Event has waited EVENT_MAX_DELAY seconds).
 
     A status write is the record of a move; its Event is the informational copy. On a CPU-bound
-    machine the two compete for the same cores (the Event is about a fifth of the API server's work
-    per move), so during a burst the Events are sent after the moves, not between them."""
+    machine the two compete for the same cores (the Event was 5.5 ms of the operator's 14.8 ms per move
+    and 2-3 ms of the API server's), so during a burst the Events are sent after the moves."""
     global _busy
     _busy = busy
 
