@@ -397,7 +397,7 @@ def event_body(obj: dict[str, Any], type_: str, reason: str, message: str, name:
     models and reading them back cost more CPU than the rest of a move)."""
     meta = obj["metadata"]
     stamp = format_time(now or datetime.now(UTC))
-    body: dict[str, Any] = {
+    return {
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"namespace": meta["namespace"], **({"name": name} if name else
                                                          {"generateName": f"{meta['name']}."})},
@@ -409,7 +409,6 @@ def event_body(obj: dict[str, Any], type_: str, reason: str, message: str, name:
         "source": {"component": COMPONENT}, "reportingComponent": COMPONENT, "reportingInstance": COMPONENT,
         "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
     }
-    return body
 
 
 def emit_event(obj: dict[str, Any], type_: str, reason: str, message: str, name: str | None = None) -> None:
